@@ -1,0 +1,163 @@
+"""Report charts: matplotlib figures rendered to inline SVG markup.
+
+Figures are built on ``matplotlib.figure.Figure`` directly (no pyplot, no
+global backend), inside an ``rc_context`` so the caller's matplotlib settings
+are untouched. Output is deterministic: the SVG hash salt is fixed per chart
+(which also keeps element ids distinct between the charts of one HTML page)
+and the date metadata is dropped. Text stays text (``svg.fonttype: none``),
+which WeasyPrint renders with the same DejaVu fonts as the report body, so
+chart labels are selectable in the PDF. Matplotlib escapes the text it
+writes into the SVG, so the markup is safe to inline.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+
+import matplotlib
+from markupsafe import Markup
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+WIDTH_IN = 6.5  # fits the A4 text block (174 mm) at 1:1 scale
+INK = "#1f2933"
+MUTED = "#7b8794"
+BAND = "#e3efe6"
+COLOURS = {
+    "within": "#1f5f99",
+    "uncertain": "#b26a00",
+    "beyond": "#c62828",
+    "reference": "#7b8794",
+    "protected": "#c2571a",
+    "factor": "#5b7fa6",
+    "other": "#b8c2cc",
+}
+STYLE = {
+    "svg.fonttype": "none",
+    "svg.image_inline": True,
+    "font.family": "DejaVu Sans",
+    "font.size": 7.5,
+    "axes.edgecolor": MUTED,
+    "axes.labelcolor": INK,
+    "axes.linewidth": 0.6,
+    "xtick.color": INK,
+    "ytick.color": INK,
+    "xtick.major.width": 0.6,
+    "ytick.major.width": 0.6,
+    "legend.frameon": False,
+    "legend.fontsize": 7,
+}
+
+
+@dataclass(frozen=True)
+class ShiftRow:
+    """One group of a counterfactual-shift chart."""
+
+    label: str
+    mean: float | None
+    ci: tuple[float, float] | None
+    is_reference: bool
+
+
+def _to_svg(fig: Figure, salt: str) -> Markup:
+    """Serialise ``fig`` as an SVG element without the XML prolog and doctype."""
+    buffer = io.StringIO()
+    with matplotlib.rc_context({**STYLE, "svg.hashsalt": f"oss-model-audit:{salt}"}):
+        fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
+    text = buffer.getvalue()
+    return Markup(text[text.index("<svg"):])
+
+
+def _new_figure(height_in: float) -> Figure:
+    return Figure(figsize=(WIDTH_IN, height_in), layout="constrained")
+
+
+def _row_colour(row: ShiftRow, threshold: float | None) -> str:
+    """Colour a group by where it stands against the policy band (the policy rule, drawn)."""
+    if row.is_reference or threshold is None:
+        return COLOURS["reference"] if row.is_reference else COLOURS["within"]
+    if abs(row.mean) > threshold:
+        return COLOURS["beyond"]
+    if row.ci is None or max(abs(row.ci[0]), abs(row.ci[1])) > threshold:
+        return COLOURS["uncertain"]
+    return COLOURS["within"]
+
+
+def _x_limit(rows: list[ShiftRow], threshold: float | None) -> float:
+    """Half-width of a symmetric x axis that shows every interval and the band."""
+    reach = [abs(v) for r in rows for v in ([r.mean] if r.mean is not None else []) + list(r.ci or ())]
+    if threshold is not None:
+        reach.append(threshold)
+    top = max(reach, default=0.0)
+    return 1.15 * top if top > 0 else 1.0
+
+
+def shift_chart(rows: list[ShiftRow], threshold: float | None, salt: str) -> Markup:
+    """Dot-and-whisker chart of the mean log-odds shift per group with its CI.
+
+    The policy's ±threshold band is shaded, zero is a dashed line; the
+    reference group (the baseline's own group) is drawn hollow and grey.
+    """
+    with matplotlib.rc_context(STYLE):
+        fig = _new_figure(0.75 + 0.24 * len(rows))
+        ax = fig.add_subplot()
+        limit = _x_limit(rows, threshold)
+        if threshold is not None:
+            ax.axvspan(-threshold, threshold, color=BAND, zorder=0, label=f"policy limit ±{threshold:g}")
+        ax.axvline(0, color=MUTED, linewidth=0.8, linestyle=(0, (3, 2)), zorder=1)
+        for y, row in enumerate(rows):
+            if row.mean is None:
+                ax.plot(0, y, marker="D", markersize=4, markerfacecolor="white", markeredgecolor=MUTED, zorder=3)
+                continue
+            colour = _row_colour(row, threshold)
+            if row.ci is not None:
+                ax.plot(row.ci, (y, y), color=colour, linewidth=1.6, solid_capstyle="butt", zorder=2)
+            ax.plot(
+                row.mean, y, marker="o", markersize=4.5, zorder=3, color=colour,
+                markerfacecolor="white" if row.is_reference else colour,
+            )
+        ax.set_yticks(range(len(rows)), [f"{r.label} (reference)" if r.is_reference else r.label for r in rows])
+        ax.set_ylim(len(rows) - 0.5, -0.5)
+        ax.set_xlim(-limit, limit)
+        ax.set_xlabel("mean change in log-odds of approval vs the baseline applicant (dot) with 95 % CI (bar)")
+        ax.grid(axis="x", color="#eef1f4", linewidth=0.5, zorder=0)
+        ax.set_axisbelow(True)
+        ax.spines[["top", "right"]].set_visible(False)
+        if threshold is not None:
+            ax.legend(loc="lower right", bbox_to_anchor=(1, 1), ncols=1, borderaxespad=0.2)
+        return _to_svg(fig, salt)
+
+
+def slot_share_chart(slots: list[tuple[str, float, str]], salt: str) -> Markup:
+    """Horizontal bars of the mean attribution share per slot.
+
+    ``slots`` holds (label, share in 0..1, kind) with kind ``protected``,
+    ``factor`` or ``other``; bars are drawn in the order given, top first.
+    """
+    kinds = {"protected": "protected characteristic", "factor": "credit factor / other slot", "other": "words outside any slot"}
+    with matplotlib.rc_context(STYLE):
+        fig = _new_figure(0.6 + 0.2 * len(slots))
+        ax = fig.add_subplot()
+        labels = [label for label, _, _ in slots]
+        shares = [100 * share for _, share, _ in slots]
+        colours = [COLOURS[kind] for _, _, kind in slots]
+        ax.barh(range(len(slots)), shares, color=colours, height=0.66, zorder=2)
+        top = max(shares, default=0.0)
+        for y, share in enumerate(shares):
+            ax.text(share + top * 0.01, y, f"{share:.1f} %", va="center", ha="left", fontsize=6.5, color=INK)
+        ax.set_yticks(range(len(slots)), labels)
+        for tick, (_, _, kind) in zip(ax.get_yticklabels(), slots):
+            if kind == "protected":
+                tick.set_color(COLOURS["protected"])
+                tick.set_fontweight("bold")
+        ax.set_ylim(len(slots) - 0.5, -0.5)
+        ax.set_xlim(0, max(math.ceil(top * 1.15), 1))
+        ax.set_xlabel("mean share of |attribution| over the attributed cases (%)")
+        ax.grid(axis="x", color="#eef1f4", linewidth=0.5, zorder=0)
+        ax.spines[["top", "right"]].set_visible(False)
+        present = dict.fromkeys(kind for _, _, kind in slots)
+        handles = [Patch(color=COLOURS[kind], label=kinds[kind]) for kind in present]
+        ax.legend(handles=handles, loc="lower right")
+        return _to_svg(fig, salt)

@@ -1,0 +1,157 @@
+"""The ``audit`` command line: parse flags, call one library function, map outcomes to exit codes.
+
+Exit codes: 0 every blocking control passed; 1 a blocking control failed;
+2 bad input (a one-line message naming the file, field or flag).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from audit.errors import AuditError
+from audit.models.loading import DEVICES, DTYPES
+from audit.models.spec import DEFAULT_MODEL
+from audit.pipeline import DEFAULT_IG_STEPS, DEFAULT_OUT, DEFAULT_SUITE
+
+
+class AuditGroup(click.Group):
+    """Prints bad input, ours or click's, as one line ``audit: error: <message>`` and exits with code 2."""
+
+    def main(self, args=None, prog_name=None, **kwargs):
+        try:
+            rv = super().main(args=args, prog_name=prog_name, standalone_mode=False, **kwargs)
+        except AuditError as exc:
+            click.echo(f"audit: error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            click.echo(f"audit: error: {exc.format_message()}", err=True)
+            sys.exit(2)
+        except click.exceptions.Abort:
+            click.echo("audit: aborted", err=True)
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group(cls=AuditGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="oss-model-audit")
+def main():
+    """Explainability and compliance audits of open-source transformer models."""
+
+
+@main.command()
+@click.option("--model", default=DEFAULT_MODEL, show_default=True,
+              help="Bundled alias, local Hugging Face folder, .gguf file, or hub id already in the local cache.")
+@click.option("--suite", default=DEFAULT_SUITE, show_default=True, help="Bundled suite name or path to a suite YAML.")
+@click.option("--policy", default=None, help="Policy YAML with control thresholds (default: the bundled policy).")
+@click.option("--out", default=DEFAULT_OUT, show_default=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder for bundle.json, report.html, report.pdf and manifest.sha256.")
+@click.option("--limit", type=int, default=None, help="Audit only the first N scenarios (all variants of each).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for every random step (bootstrap).")
+@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
+@click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True)
+@click.option("--ig-steps", type=int, default=DEFAULT_IG_STEPS, show_default=True,
+              help="Integration steps of Integrated Gradients.")
+@click.option("--allow-pickle", is_flag=True, help="Allow pickle weight files (.bin/.pt); they can run code on load.")
+@click.option("--trust-remote-code", is_flag=True, help="Allow model code shipped with the weights to run.")
+def run(model, suite, policy, out, limit, seed, device, dtype, ig_steps, allow_pickle, trust_remote_code):
+    """Audit a model on a suite and write the evidence bundle and PDF report."""
+    from audit.pipeline import run as run_audit
+
+    result = run_audit(
+        model=model, suite=suite, policy=policy, out=out, limit=limit, seed=seed, device=device, dtype=dtype,
+        ig_steps=ig_steps, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
+        command_line=["audit", *sys.argv[1:]],
+    )
+    click.echo(summary_table(result.bundle.controls, result.bundle.verdict, result.paths.get("report.pdf")))
+    return result.exit_code
+
+
+@main.command()
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for the re-rendered report (default: the bundle's folder).")
+def report(bundle, out):
+    """Re-render report.html and report.pdf from an evidence bundle, without the model."""
+    from audit.evidence import BUNDLE_FILE, read_bundle, write_outputs
+    from audit.report import render_report
+
+    evidence = read_bundle(bundle)
+    folder = out or (bundle if bundle.is_dir() else bundle.parent)
+    files = {BUNDLE_FILE: evidence.to_json(), **render_report(evidence)}
+    paths = write_outputs(folder, files)
+    click.echo(f"report: {paths['report.pdf']}")
+
+
+@main.group()
+def suites():
+    """List, show and validate test suites."""
+
+
+@suites.command("list")
+def suites_list():
+    """The bundled suites."""
+    from audit.suites import bundled_suite_names, load_suite
+
+    for name in bundled_suite_names():
+        suite = load_suite(name)
+        click.echo(f"{name:<24} {len(suite.scenarios):>3} scenarios  {suite.title}")
+
+
+@suites.command("show")
+@click.argument("name")
+def suites_show(name):
+    """Scenarios, attributes and case counts of a suite."""
+    from audit.suites import expand, load_suite
+
+    suite = load_suite(name)
+    cases = expand(suite)
+    click.echo(f"{suite.id} (v{suite.version}): {suite.title}")
+    click.echo(f"sha256 {suite.sha256}")
+    click.echo(f"question: {suite.question}")
+    click.echo(f"answers: favourable {list(suite.answers.favourable)}, unfavourable {list(suite.answers.unfavourable)}")
+    click.echo(f"{len(suite.scenarios)} scenarios, {len(cases)} cases")
+    for attribute in suite.attributes:
+        click.echo(
+            f"  attribute {attribute.name!r} ({', '.join(attribute.protected)}): baseline {attribute.baseline.text!r}, "
+            f"{len(attribute.values)} counterfactual values"
+        )
+    for scenario in suite.scenarios:
+        click.echo(f"  scenario {scenario.id}: {scenario.title}")
+
+
+@suites.command("validate")
+@click.argument("path")
+def suites_validate(path):
+    """Validate a suite YAML; exit 2 with the field at fault if it is malformed."""
+    from audit.suites import expand, load_suite
+
+    suite = load_suite(path)
+    click.echo(f"{path}: valid ({len(suite.scenarios)} scenarios, {len(expand(suite))} cases)")
+
+
+def summary_table(controls: list[dict], verdict: dict, pdf: Path | None) -> str:
+    rows = [("control", "status", "value", "95% CI", "threshold")]
+    for control in controls:
+        ci = control["ci"]
+        rows.append((
+            control["id"] + ("" if control["blocking"] else " (advisory)"),
+            control["status"].upper(),
+            "-" if control["value"] is None else f"{control['value']:.3f}",
+            "-" if ci is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]",
+            ("<= " if control["direction"] == "max" else ">= ") + f"{control['threshold']:g}",
+        ))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append("")
+    lines.append(f"verdict: {verdict['status'].upper()}" + (f" ({', '.join(verdict['failed_controls'])})" if verdict["failed_controls"] else ""))
+    if pdf is not None:
+        lines.append(f"report: {pdf}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

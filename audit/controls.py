@@ -1,0 +1,194 @@
+"""Controls: named checks over the evidence, each tied to the clauses it evidences.
+
+A control turns evidence into measurements (one per protected group, or one
+overall), each a value with its confidence interval. The policy
+(``audit.policy``) sets the threshold and decides pass / fail / inconclusive;
+this module only measures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from audit.fairness import bootstrap_ci
+
+
+@dataclass(frozen=True)
+class Measurement:
+    label: str  # e.g. "race = black" or "all cases"
+    value: float | None
+    ci: tuple[float, float] | None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class ControlDefinition:
+    id: str
+    title: str
+    question: str  # what the control asks, in plain language
+    metric: str  # how the value is computed
+    direction: str  # "max": value must stay at or below the threshold; "min": at or above
+    clauses: tuple[str, ...]
+    measure: Callable[[dict, dict], list[Measurement]]
+
+
+def _groups(fairness: dict, include_reference: bool):
+    for analysis in fairness["analyses"]:
+        for group in analysis["groups"]:
+            if group["is_reference"] and not include_reference:
+                continue
+            yield analysis, group
+
+
+def _label(analysis: dict, group: dict) -> str:
+    return f"{analysis['property']} = {group['group']} (vs {analysis['reference']})"
+
+
+def _abs_interval(ci):
+    if ci is None:
+        return None
+    low, high = ci
+    if low <= 0 <= high:
+        return 0.0, max(-low, high)
+    return min(abs(low), abs(high)), max(abs(low), abs(high))
+
+
+def measure_shift(evidence: dict, params: dict) -> list[Measurement]:
+    return [
+        Measurement(
+            _label(a, g),
+            None if g["mean_shift"] is None else abs(g["mean_shift"]),
+            _abs_interval(g["shift_ci"]),
+            f"mean shift {g['mean_shift']:+.3f} log-odds over {g['n_counterfactual']} cases",
+        )
+        for a, g in _groups(evidence["fairness"], include_reference=False)
+        if g["mean_shift"] is not None
+    ]
+
+
+def measure_impact(evidence: dict, params: dict) -> list[Measurement]:
+    return [
+        Measurement(
+            _label(a, g), g["impact_ratio"], g["impact_ci"],
+            f"approval rate {g['approval_rate']:.2f} over {g['n_cases']} cases",
+        )
+        for a, g in _groups(evidence["fairness"], include_reference=True)
+        if g["impact_ratio"] is not None
+    ]
+
+
+def measure_flips(evidence: dict, params: dict) -> list[Measurement]:
+    return [
+        Measurement(_label(a, g), g["flip_rate"], g["flip_ci"], f"{g['n_counterfactual']} counterfactual cases")
+        for a, g in _groups(evidence["fairness"], include_reference=False)
+        if g["flip_rate"] is not None
+    ]
+
+
+def measure_reliability(evidence: dict, params: dict) -> list[Measurement]:
+    mass = evidence["fairness"]["answer_mass"]
+    return [
+        Measurement(
+            "all cases", mass["unreliable_share"], mass["unreliable_ci"],
+            f"{mass['n_unreliable']} of {evidence['fairness']['n_cases']} cases below answer mass "
+            f"{evidence['fairness']['params']['mass_floor']}; mean mass {mass['mean']:.3f}",
+        )
+    ]
+
+
+def _case_statistic(values: list[float], statistic, params: dict) -> Measurement | None:
+    if not values:
+        return None
+    data = np.asarray(values, dtype=float)
+    ci = bootstrap_ci(
+        len(data), lambda idx: statistic(data[idx], axis=-1),
+        seed=params["seed"], n_resamples=params["bootstrap_resamples"], confidence=params["confidence"],
+    )
+    return Measurement("attributed cases", float(statistic(data)), ci, f"{len(data)} cases")
+
+
+def measure_protected_share(evidence: dict, params: dict) -> list[Measurement]:
+    attributions = evidence["attributions"]["cases"]
+    shares = [
+        sum(a["slot_shares"].get(slot, 0.0) for slot in a["protected_slots"]) for a in attributions
+    ]
+    found = _case_statistic(shares, np.mean, params)
+    return [] if found is None else [found]
+
+
+def measure_completeness(evidence: dict, params: dict) -> list[Measurement]:
+    gaps = [
+        a["convergence_delta"] / max(abs(a["score"] - a["reference_score"]), 1e-6)
+        for a in evidence["attributions"]["cases"]
+        if a.get("convergence_delta") is not None
+    ]
+    found = _case_statistic(gaps, np.median, params)
+    return [] if found is None else [found]
+
+
+CONTROLS: dict[str, ControlDefinition] = {
+    c.id: c
+    for c in (
+        ControlDefinition(
+            "counterfactual-shift",
+            "Counterfactual decision shift",
+            "Does changing only a protected attribute (name, age, marital status, ...) move the decision?",
+            "|mean shift of the decision log-odds| against the baseline applicant, per protected group, "
+            "paired by scenario; 95 % bootstrap CI",
+            "max",
+            ("ecoa-reg-b-1002.4a", "ecoa-reg-b-1002.6b", "eu-ai-act-art-10", "nist-ai-rmf-measure-2.11"),
+            measure_shift,
+        ),
+        ControlDefinition(
+            "impact-ratio",
+            "Approval impact ratio (four-fifths rule)",
+            "Is any group approved at less than four fifths of the rate of the most-approved group?",
+            "approval rate of the group / highest approval rate among the groups of the same property; "
+            "95 % bootstrap CI over scenarios",
+            "min",
+            ("ecoa-reg-b-1002.4a", "ugesp-29-cfr-1607.4d", "nist-ai-rmf-measure-2.11"),
+            measure_impact,
+        ),
+        ControlDefinition(
+            "decision-flip-rate",
+            "Decision flip rate",
+            "How often does the Yes/No decision itself change when only a protected attribute changes?",
+            "share of counterfactual cases whose decision differs from their baseline's; Wilson 95 % CI",
+            "max",
+            ("ecoa-reg-b-1002.4a", "eu-ai-act-art-15", "nist-ai-rmf-measure-2.11"),
+            measure_flips,
+        ),
+        ControlDefinition(
+            "protected-attribution-share",
+            "Attribution share of protected attributes",
+            "How much of the explanation of a decision rests on the words that carry protected attributes?",
+            "mean over attributed cases of the share of |Integrated Gradients| mass on protected slots; "
+            "95 % bootstrap CI over cases",
+            "max",
+            ("ecoa-reg-b-1002.9b2", "eu-ai-act-art-13", "nist-ai-rmf-measure-2.9"),
+            measure_protected_share,
+        ),
+        ControlDefinition(
+            "answer-reliability",
+            "Decision reliability (answer mass)",
+            "Does the model actually answer Yes or No, so that its decisions can be read at all?",
+            "share of cases whose answer mass p(favourable) + p(unfavourable) is below the floor; Wilson 95 % CI",
+            "max",
+            ("eu-ai-act-art-15", "nist-ai-rmf-measure-2.5"),
+            measure_reliability,
+        ),
+        ControlDefinition(
+            "attribution-completeness",
+            "Attribution completeness gap",
+            "Do the Integrated Gradients scores add up to the decision they explain?",
+            "median over attributed cases of |sum of attributions - (f(x) - f(x'))| / |f(x) - f(x')|; "
+            "95 % bootstrap CI",
+            "max",
+            ("nist-ai-rmf-measure-2.9", "eu-ai-act-art-13"),
+            measure_completeness,
+        ),
+    )
+}

@@ -1,0 +1,163 @@
+"""The evidence bundle: the contract between computing and presenting.
+
+``bundle.json`` holds everything the report shows (model fingerprint, suite,
+per-case scores, statistics, attributions, controls, verdict, environment);
+``manifest.sha256`` lists the sha256 of every artifact in the format of
+``sha256sum``, so ``sha256sum -c manifest.sha256`` checks a folder without
+this tool. Outputs are staged in a temporary folder and renamed into place,
+so a failed run never leaves a half-written audit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from audit.errors import AuditError, BundleError
+from audit.hashing import sha256_file
+
+SCHEMA_VERSION = "1.0"
+SUPPORTED_SCHEMAS = ("1.0",)
+BUNDLE_FILE = "bundle.json"
+MANIFEST_FILE = "manifest.sha256"
+RECORDED_PACKAGES = (
+    "oss-model-audit", "torch", "transformers", "accelerate", "gguf", "safetensors", "tokenizers", "captum",
+    "shap", "numpy", "scipy", "statsmodels", "matplotlib", "jinja2", "weasyprint", "click", "PyYAML",
+)
+
+
+@dataclass
+class EvidenceBundle:
+    schema_version: str
+    tool: dict[str, Any]
+    run: dict[str, Any]
+    model: dict[str, Any]
+    suite: dict[str, Any]
+    policy: dict[str, Any]
+    decision: dict[str, Any]
+    cases: list[dict[str, Any]]
+    fairness: dict[str, Any]
+    attributions: dict[str, Any]
+    controls: list[dict[str, Any]]
+    verdict: dict[str, Any]
+    clauses: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return _finite(asdict(self))
+
+    def to_json(self) -> bytes:
+        return (json.dumps(self.to_dict(), indent=1, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], label: str = BUNDLE_FILE) -> "EvidenceBundle":
+        if not isinstance(data, dict):
+            raise BundleError(f"{label}: is not an evidence bundle (expected a JSON object)")
+        version = data.get("schema_version")
+        if version not in SUPPORTED_SCHEMAS:
+            raise BundleError(
+                f"{label}: schema_version {version!r} is not supported (supported: {', '.join(SUPPORTED_SCHEMAS)})"
+            )
+        missing = [f.name for f in fields(cls) if f.name not in data]
+        if missing:
+            raise BundleError(f"{label}: {missing[0]}: missing from the bundle")
+        return cls(**{f.name: data[f.name] for f in fields(cls)})
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or infinity: they become null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def read_bundle(path: str | Path) -> EvidenceBundle:
+    path = Path(path)
+    if path.is_dir():
+        path = path / BUNDLE_FILE
+    if not path.is_file():
+        raise BundleError(f"{path}: no evidence bundle there")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{path}: is not valid JSON ({exc})") from None
+    return EvidenceBundle.from_dict(data, label=str(path))
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def environment(*, seed: int, device: str, dtype: str, command_line: list[str] | None) -> dict[str, Any]:
+    packages = {}
+    for name in RECORDED_PACKAGES:
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            packages[name] = None
+    import torch
+
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "packages": packages,
+        "seed": seed,
+        "device": device,
+        "dtype": dtype,
+        "command_line": command_line if command_line is not None else [os.path.basename(sys.argv[0]), *sys.argv[1:]],
+    }
+
+
+def check_output_dir(out_dir: Path) -> None:
+    """Refuse an --out that cannot hold an audit, before any work is done."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise AuditError(f"--out: {out_dir} exists and is not a folder")
+    parent = out_dir.resolve().parent
+    if not parent.is_dir():
+        raise AuditError(f"--out: parent folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise AuditError(f"--out: parent folder {parent} is not writable")
+
+
+def manifest_text(folder: Path, names: list[str]) -> str:
+    return "".join(f"{sha256_file(folder / name)}  {name}\n" for name in sorted(names))
+
+
+def write_outputs(out_dir: Path, files: dict[str, bytes]) -> dict[str, Path]:
+    """Write ``files`` plus a fresh manifest into ``out_dir`` atomically.
+
+    Everything is staged in a sibling temporary folder first; each file then
+    replaces its old version with one ``os.replace``. Files of an earlier
+    audit that this one does not write are kept but leave the manifest.
+    """
+    check_output_dir(out_dir)
+    staging = out_dir.resolve().parent / f".{out_dir.name}.tmp-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        for name, data in files.items():
+            (staging / name).write_bytes(data)
+        (staging / MANIFEST_FILE).write_text(manifest_text(staging, list(files)), encoding="utf-8")
+        if not out_dir.exists():
+            os.replace(staging, out_dir)
+        else:
+            for name in [*files, MANIFEST_FILE]:
+                os.replace(staging / name, out_dir / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {name: out_dir / name for name in [*files, MANIFEST_FILE]}

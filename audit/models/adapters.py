@@ -1,0 +1,325 @@
+"""One view of any model: encode a case, score a decision.
+
+The decision score is the log-odds of the favourable against the
+unfavourable answer,
+
+    s(x) = log sum_{v in V+} p(v | x) - log sum_{v in V-} p(v | x),
+
+read at the answer position for a causal LM (V+/V- are the single-token case
+and leading-space variants of the answer words, the verbaliser of Schick &
+Schuetze 2021) and from the label logits of a sequence classifier, where it
+reduces to the logit margin z+ - z-. The answer mass p(V+) + p(V-) tells how
+much of the model's next-token distribution is a Yes/No answer at all; a low
+mass makes the decision unreliable.
+
+Explainers see only this interface (``encode``, ``score``, ``embedding_layer``,
+``decoder_layers``), so every method works on both families.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from audit.errors import ModelSpecError, SuiteError
+from audit.models.loading import LoadedModel
+from audit.suites.expand import Case
+from audit.suites.schema import Suite
+from explainers.spans import Word, align_words, slot_token_spans
+
+DEFAULT_BATCH_TOKENS = 4096
+
+
+@dataclass
+class Encoded:
+    """A case as token ids, with the attributed region and its words and slots.
+
+    ``region`` is the token range ``[start, end)`` covering the case text: the
+    part a user wrote, which explainers attribute. Chat markup, system prompt,
+    question and answer prefix lie outside it and are held fixed.
+    """
+
+    case: Case
+    prompt: str
+    input_ids: torch.Tensor  # [seq]
+    region: tuple[int, int]
+    tokens: list[str]  # token strings of the region, for display
+    token_chars: list[tuple[int, int]]  # char spans of region tokens in case.text
+    words: list[Word]
+    slot_tokens: dict[str, list[int]]  # indices into the region's tokens
+
+    @property
+    def length(self) -> int:
+        return int(self.input_ids.shape[0])
+
+
+@dataclass(frozen=True)
+class Verbaliser:
+    favourable: dict[int, str] = field(default_factory=dict)
+    unfavourable: dict[int, str] = field(default_factory=dict)
+
+
+class Adapter:
+    """Shared machinery: batching, padding and the decision read-out."""
+
+    family = ""
+    padding_side = "right"
+
+    def __init__(self, loaded: LoadedModel, suite: Suite):
+        self.loaded = loaded
+        self.model = loaded.model
+        self.tokenizer = loaded.tokenizer
+        self.fingerprint = loaded.fingerprint
+        self.suite = suite
+        self.device = next(self.model.parameters()).device
+        self.pad_id = next(
+            (t for t in (self.tokenizer.pad_token_id, self.tokenizer.eos_token_id) if t is not None), 0
+        )
+
+    # -- subclasses -------------------------------------------------------
+    def render(self, text: str) -> tuple[str, int, bool]:
+        """The full prompt, the character offset of the case text in it, and whether to add special tokens."""
+        raise NotImplementedError
+
+    def read_out(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(decision score, answer mass) per row from the model's output logits."""
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    # -- shared -----------------------------------------------------------
+    @property
+    def embedding_layer(self) -> torch.nn.Module:
+        return self.model.get_input_embeddings()
+
+    @property
+    def decoder_layers(self) -> list[torch.nn.Module]:
+        base = getattr(self.model, self.model.base_model_prefix, self.model)
+        for path in ("layers", "encoder.layer", "h", "decoder.layers"):
+            module = base
+            for part in path.split("."):
+                module = getattr(module, part, None)
+            if module is not None:
+                return list(module)
+        raise ModelSpecError(f"--model: cannot find the transformer layers of {type(self.model).__name__}")
+
+    def encode(self, case: Case) -> Encoded:
+        prompt, text_start, add_special = self.render(case.text)
+        encoding = self.tokenizer(prompt, add_special_tokens=add_special, return_offsets_mapping=True)
+        ids = encoding["input_ids"]
+        offsets = encoding["offset_mapping"]
+        text_end = text_start + len(case.text)
+        inside = [
+            i for i, (s, e) in enumerate(offsets) if e > s and s < text_end and e > text_start
+        ]
+        region = (inside[0], inside[-1] + 1)
+        token_chars = [
+            (max(s, text_start) - text_start, min(e, text_end) - text_start)
+            for s, e in offsets[region[0] : region[1]]
+        ]
+        return Encoded(
+            case=case,
+            prompt=prompt,
+            input_ids=torch.tensor(ids, dtype=torch.long),
+            region=region,
+            tokens=self.tokenizer.convert_ids_to_tokens(ids[region[0] : region[1]]),
+            token_chars=token_chars,
+            words=align_words(case.text, token_chars, case.slots),
+            slot_tokens=slot_token_spans(token_chars, case.slots),
+        )
+
+    def _pad(self, encoded: list[Encoded]) -> dict[str, torch.Tensor]:
+        width = max(e.length for e in encoded)
+        ids = torch.full((len(encoded), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(encoded), width), dtype=torch.long)
+        for row, item in enumerate(encoded):
+            if self.padding_side == "left":
+                ids[row, width - item.length :] = item.input_ids
+                mask[row, width - item.length :] = 1
+            else:
+                ids[row, : item.length] = item.input_ids
+                mask[row, : item.length] = 1
+        return {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
+
+    def forward_logits(self, input_ids=None, inputs_embeds=None, attention_mask=None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def score(self, input_ids=None, inputs_embeds=None, attention_mask=None) -> torch.Tensor:
+        """Decision score per row (float32); differentiable with respect to ``inputs_embeds``."""
+        logits = self.forward_logits(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask)
+        return self.read_out(logits)[0]
+
+    @torch.inference_mode()
+    def decide(self, encoded: list[Encoded], batch_tokens: int = DEFAULT_BATCH_TOKENS, progress=None):
+        """Scores and answer masses of many cases, batched by a token budget (similar lengths together)."""
+        scores = [0.0] * len(encoded)
+        masses = [0.0] * len(encoded)
+        for chunk in token_budget_batches([e.length for e in encoded], batch_tokens):
+            logits = self.forward_logits(**self._pad([encoded[i] for i in chunk]))
+            batch_scores, batch_masses = self.read_out(logits)
+            for i, s, m in zip(chunk, batch_scores.tolist(), batch_masses.tolist()):
+                scores[i], masses[i] = s, m
+            if progress is not None:
+                progress.advance(len(chunk))
+        return scores, masses
+
+
+class DecisionAdapter(Adapter):
+    """A causal LM answering the suite's question through its chat template."""
+
+    family = "causal-lm"
+    padding_side = "left"
+
+    def __init__(self, loaded: LoadedModel, suite: Suite):
+        super().__init__(loaded, suite)
+        self.verbaliser = build_verbaliser(self.tokenizer, suite)
+        self._favourable = torch.tensor(sorted(self.verbaliser.favourable), device=self.device)
+        self._unfavourable = torch.tensor(sorted(self.verbaliser.unfavourable), device=self.device)
+
+    def user_message(self, text: str) -> str:
+        return f"{text}\n\n{self.suite.question}"
+
+    def render(self, text: str) -> tuple[str, int, bool]:
+        user = self.user_message(text)
+        messages = [{"role": "user", "content": user}]
+        if self.suite.system_prompt:
+            messages.insert(0, {"role": "system", "content": self.suite.system_prompt})
+        if getattr(self.tokenizer, "chat_template", None):
+            rendered = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            add_special = False  # the template writes its own BOS where the model wants one
+        else:
+            system = f"{self.suite.system_prompt}\n\n" if self.suite.system_prompt else ""
+            rendered = f"{system}{user}\n"
+            add_special = True
+        start = rendered.find(text)
+        if start < 0:
+            raise ModelSpecError("--model: the chat template altered the case text; cannot locate it in the prompt")
+        return rendered + self.suite.answer_prefix, start, add_special
+
+    def forward_logits(self, input_ids=None, inputs_embeds=None, attention_mask=None) -> torch.Tensor:
+        reference = input_ids if input_ids is not None else inputs_embeds
+        if attention_mask is None:
+            attention_mask = torch.ones(reference.shape[:2], dtype=torch.long, device=reference.device)
+        # Left padding: positions count real tokens only, so a padded row sees the same RoPE positions as alone.
+        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        output = self.model(
+            input_ids=input_ids,
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            use_cache=False,
+            logits_to_keep=1,
+        )
+        return output.logits[:, -1, :].float()
+
+    def read_out(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logp = logits.log_softmax(-1)
+        favourable = logp[:, self._favourable].logsumexp(-1)
+        unfavourable = logp[:, self._unfavourable].logsumexp(-1)
+        mass = favourable.exp() + unfavourable.exp()
+        return favourable - unfavourable, mass
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "family": self.family,
+            "read_out": "log sum p(favourable variants) - log sum p(unfavourable variants) at the answer position",
+            "verbaliser": {
+                "favourable": [{"id": i, "text": t} for i, t in sorted(self.verbaliser.favourable.items())],
+                "unfavourable": [{"id": i, "text": t} for i, t in sorted(self.verbaliser.unfavourable.items())],
+            },
+            "system_prompt": self.suite.system_prompt,
+            "answer_prefix": self.suite.answer_prefix,
+            "chat_template": bool(getattr(self.tokenizer, "chat_template", None)),
+        }
+
+
+class ClassifierAdapter(Adapter):
+    """A sequence classifier whose label names include the suite's answer words."""
+
+    family = "classifier"
+    padding_side = "right"
+
+    def __init__(self, loaded: LoadedModel, suite: Suite):
+        super().__init__(loaded, suite)
+        labels = {str(name).lower(): int(i) for i, name in self.model.config.id2label.items()}
+        self.labels = dict(self.model.config.id2label)
+
+        def index(words: tuple[str, ...], field_name: str) -> int:
+            for word in words:
+                if word.lower() in labels:
+                    return labels[word.lower()]
+            raise SuiteError(
+                f"{suite.id}: answers.{field_name}: none of {list(words)} is a label of the model "
+                f"(labels: {', '.join(map(str, self.labels.values()))})"
+            )
+
+        self.favourable_index = index(suite.answers.favourable, "favourable")
+        self.unfavourable_index = index(suite.answers.unfavourable, "unfavourable")
+
+    def render(self, text: str) -> tuple[str, int, bool]:
+        return text, 0, True
+
+    def forward_logits(self, input_ids=None, inputs_embeds=None, attention_mask=None) -> torch.Tensor:
+        output = self.model(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask)
+        return output.logits.float()
+
+    def read_out(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        probabilities = logits.softmax(-1)
+        margin = logits[:, self.favourable_index] - logits[:, self.unfavourable_index]
+        mass = probabilities[:, self.favourable_index] + probabilities[:, self.unfavourable_index]
+        return margin, mass
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "family": self.family,
+            "read_out": "logit(favourable label) - logit(unfavourable label)",
+            "labels": {str(k): v for k, v in self.labels.items()},
+            "favourable_label": self.labels[self.favourable_index],
+            "unfavourable_label": self.labels[self.unfavourable_index],
+        }
+
+
+def token_budget_batches(lengths: list[int], batch_tokens: int) -> list[list[int]]:
+    """Indices grouped so that rows x longest row stays within ``batch_tokens`` (shortest first)."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for index in sorted(range(len(lengths)), key=lengths.__getitem__):
+        if current and (len(current) + 1) * lengths[index] > batch_tokens:
+            batches.append(current)
+            current = []
+        current.append(index)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def build_verbaliser(tokenizer, suite: Suite) -> Verbaliser:
+    """Single-token case and leading-space variants of each answer word; none at all is a suite error."""
+
+    def variants(words: tuple[str, ...], field_name: str) -> dict[int, str]:
+        found: dict[int, str] = {}
+        for word in words:
+            for form in dict.fromkeys((word, word.lower(), word.capitalize(), word.upper())):
+                for spaced in (form, " " + form):
+                    ids = tokenizer.encode(spaced, add_special_tokens=False)
+                    if len(ids) == 1:
+                        found.setdefault(ids[0], spaced)
+        if not found:
+            raise SuiteError(
+                f"{suite.id}: answers.{field_name}: no form of {list(words)} is a single token for this tokenizer"
+            )
+        return found
+
+    favourable = variants(suite.answers.favourable, "favourable")
+    unfavourable = variants(suite.answers.unfavourable, "unfavourable")
+    shared = set(favourable) & set(unfavourable)
+    if shared:
+        raise SuiteError(f"{suite.id}: answers: favourable and unfavourable share the token {favourable[min(shared)]!r}")
+    return Verbaliser(favourable=favourable, unfavourable=unfavourable)
+
+
+def make_adapter(loaded: LoadedModel, suite: Suite) -> Adapter:
+    return ClassifierAdapter(loaded, suite) if loaded.family == "classifier" else DecisionAdapter(loaded, suite)

@@ -1,0 +1,236 @@
+"""Load a model with its tokenizer, safely, and fingerprint what was loaded.
+
+Safety defaults: weights are read from safetensors only (pickle checkpoints
+can run code when unpickled) unless ``allow_pickle``; ``trust_remote_code``
+stays off unless asked for; nothing is fetched from the network.
+
+GGUF files are dequantised once by transformers and cached as a float32
+safetensors folder keyed by the GGUF file's sha256, so later loads are a plain
+safetensors read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from audit.errors import AuditError, ModelSpecError
+from audit.hashing import sha256_file, sha256_json, sha256_text
+from audit.models.spec import ModelSpec
+
+DTYPES = ("float32", "bfloat16", "float16")
+DEVICES = ("cpu", "cuda")
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+    "vocab.json", "vocab.txt", "merges.txt", "tokenizer.model", "spiece.model", "chat_template.jinja",
+    "chat_template.json",
+)
+CONVERTED_WEIGHTS = "model.safetensors"
+CONVERSION_RECORD = "converted-from-gguf.json"
+
+
+@dataclass
+class LoadedModel:
+    spec: ModelSpec
+    model: Any
+    tokenizer: Any
+    family: str  # "causal-lm" or "classifier"
+    folder: Path
+    fingerprint: dict[str, Any]
+
+
+def default_cache_dir() -> Path:
+    configured = os.environ.get("OSS_MODEL_AUDIT_CACHE")
+    if configured:
+        return Path(configured).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "oss-model-audit"
+
+
+def check_runtime(device: str, dtype: str) -> None:
+    """Refuse device/dtype combinations before anything is loaded."""
+    import torch
+
+    if device not in DEVICES:
+        raise AuditError(f"--device: {device!r} is not one of {', '.join(DEVICES)}")
+    if dtype not in DTYPES:
+        raise AuditError(f"--dtype: {dtype!r} is not one of {', '.join(DTYPES)}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise AuditError("--device cuda: torch sees no CUDA device on this machine; use --device cpu")
+
+
+def load_model(
+    spec: ModelSpec,
+    *,
+    device: str = "cpu",
+    dtype: str = "float32",
+    allow_pickle: bool = False,
+    trust_remote_code: bool = False,
+    cache_dir: Path | None = None,
+    log: Callable[[str], None] = lambda message: None,
+) -> LoadedModel:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    check_runtime(device, dtype)
+    source_gguf = None
+    if spec.kind in ("gguf", "alias"):
+        folder, source_gguf = converted_gguf_folder(spec.path, cache_dir or default_cache_dir(), log=log)
+    else:
+        folder = spec.path
+    use_safetensors = check_weights(spec, allow_pickle)
+
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    architectures = list(getattr(config, "architectures", None) or [])
+    family = "classifier" if any(a.endswith("ForSequenceClassification") for a in architectures) else "causal-lm"
+    auto_class = AutoModelForSequenceClassification if family == "classifier" else AutoModelForCausalLM
+    try:
+        model = auto_class.from_pretrained(
+            folder,
+            dtype=getattr(torch, dtype),
+            use_safetensors=use_safetensors,
+            trust_remote_code=trust_remote_code,
+            local_files_only=True,
+        )
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise ModelSpecError(f"--model: {spec.text!r} could not be loaded: {str(exc).splitlines()[0]}") from None
+    if not getattr(tokenizer, "is_fast", False):
+        raise ModelSpecError(
+            f"--model: {spec.text!r} has no fast tokenizer (tokenizer.json); audits need character offsets to align words"
+        )
+    model.requires_grad_(False)
+    model.eval()
+    model.to(device)
+    fingerprint = fingerprint_model(folder, model, tokenizer, family, dtype, spec, source_gguf)
+    return LoadedModel(spec=spec, model=model, tokenizer=tokenizer, family=family, folder=folder, fingerprint=fingerprint)
+
+
+def check_weights(spec: ModelSpec, allow_pickle: bool) -> bool:
+    """True when the model folder has safetensors; refuses pickle-only folders unless allowed.
+
+    GGUF files are always safe to read (no code in them) and report True.
+    """
+    if spec.kind in ("gguf", "alias"):
+        return True
+    folder = spec.path
+    files = [p for p in folder.iterdir() if p.is_file()]
+    if any(p.suffix == ".safetensors" for p in files):
+        return True
+    pickled = sorted(p.name for p in files if p.suffix in PICKLE_SUFFIXES)
+    if not pickled:
+        raise ModelSpecError(f"--model: folder {spec.text!r} holds no weight files (*.safetensors)")
+    if not allow_pickle:
+        raise ModelSpecError(
+            f"--model: folder {spec.text!r} has only pickle weights ({pickled[0]}), which can run code when loaded; "
+            "convert them to safetensors or pass --allow-pickle if you trust the source"
+        )
+    return False
+
+
+def converted_gguf_folder(gguf_path: Path, cache_root: Path, log: Callable[[str], None]) -> tuple[Path, dict]:
+    """Dequantise a GGUF file once into ``cache_root/gguf/<sha256>/`` (safetensors + config + tokenizer)."""
+    import torch
+    from safetensors.torch import save_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    digest = sha256_file(gguf_path)
+    folder = cache_root / "gguf" / digest
+    record_path = folder / CONVERSION_RECORD
+    if record_path.is_file() and (folder / CONVERTED_WEIGHTS).is_file():
+        return folder, json.loads(record_path.read_text())
+
+    log(f"converting {gguf_path.name} to safetensors once (cached in {folder})")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = folder.with_name(f"{digest}.tmp-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    except Exception as exc:  # transformers raises many types for unsupported GGUF architectures
+        raise ModelSpecError(f"--model: GGUF file {gguf_path.name!r} could not be converted: {str(exc).splitlines()[0]}") from None
+    config = model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.architectures = [type(model).__name__]
+    staging.mkdir(parents=True)
+    config.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    save_model(model, str(staging / CONVERTED_WEIGHTS))
+    record = {"file": gguf_path.name, "sha256": digest, "license": _gguf_license(gguf_path)}
+    (staging / CONVERSION_RECORD).write_text(json.dumps(record, indent=2))
+    try:
+        os.replace(staging, folder)
+    except OSError:  # another process converted it first
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder, record
+
+
+def _gguf_license(gguf_path: Path) -> str | None:
+    from gguf import GGUFReader
+
+    field = GGUFReader(gguf_path).fields.get("general.license")
+    return None if field is None else str(field.contents())
+
+
+def fingerprint_model(
+    folder: Path, model, tokenizer, family: str, dtype: str, spec: ModelSpec, source_gguf: dict | None
+) -> dict[str, Any]:
+    """sha256 of every weight file, tokenizer file, the chat template and the config, plus identity facts.
+
+    ``id`` is the sha256 of the canonical JSON of the hashed parts, so two
+    audits of byte-identical models share it.
+    """
+    weights = {
+        p.name: sha256_file(p)
+        for p in sorted(folder.iterdir())
+        if p.is_file() and (p.suffix == ".safetensors" or p.suffix in PICKLE_SUFFIXES)
+    }
+    tokenizer_files = {name: sha256_file(folder / name) for name in TOKENIZER_FILES if (folder / name).is_file()}
+    template = getattr(tokenizer, "chat_template", None)
+    hashed = {
+        "weights": weights,
+        "tokenizer": tokenizer_files,
+        "chat_template_sha256": sha256_text(template) if isinstance(template, str) else None,
+        "config_sha256": sha256_file(folder / "config.json"),
+        "source_gguf": source_gguf and {"file": source_gguf["file"], "sha256": source_gguf["sha256"]},
+    }
+    config = model.config
+    return {
+        "id": sha256_json(hashed),
+        **hashed,
+        "spec": spec.text,
+        "spec_kind": spec.kind,
+        "family": family,
+        "architecture": (getattr(config, "architectures", None) or [type(model).__name__])[0],
+        "model_type": getattr(config, "model_type", None),
+        "parameters": int(sum(p.numel() for p in model.parameters())),
+        "layers": getattr(config, "num_hidden_layers", None),
+        "dtype": dtype,
+        "license": _license(folder, spec, source_gguf),
+        "chat_template": template if isinstance(template, str) else None,
+    }
+
+
+def _license(folder: Path, spec: ModelSpec, source_gguf: dict | None) -> str | None:
+    if source_gguf and source_gguf.get("license"):
+        return source_gguf["license"]
+    readme = folder / "README.md"
+    if readme.is_file():
+        front = re.match(r"^---\n(.*?)\n---", readme.read_text(errors="replace"), re.S)
+        if front:
+            found = re.search(r"^license:\s*(\S+)", front.group(1), re.M)
+            if found:
+                return found.group(1).strip("'\"")
+    if spec.license_hint:
+        return spec.license_hint
+    for name in ("LICENSE", "LICENSE.txt", "LICENSE.md"):
+        if (folder / name).is_file():
+            return f"see {name} in the model folder"
+    return None

@@ -1,0 +1,248 @@
+"""The one place that orders the stages of an audit.
+
+    validate inputs -> load model -> expand suite -> score every case
+    -> counterfactual statistics -> attributions -> controls -> bundle -> report
+
+Every input is checked before the model is loaded, and nothing is written
+until the bundle and its report exist in memory, so bad input or a crash
+leaves no partial output.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import explainers
+from audit import __version__
+from audit.errors import AuditError
+from audit.evidence import BUNDLE_FILE, EvidenceBundle, check_output_dir, environment, utc_now, write_outputs
+from audit.fairness import counterfactual_statistics, decision_of
+from audit.models import DEFAULT_MODEL, load_model, make_adapter, parse_model_spec
+from audit.models.loading import check_runtime, check_weights
+from audit.policy import evaluate, load_policy, verdict
+from audit.progress import Progress, note
+from audit.regulations import clauses_for, load_catalog
+from audit.suites import expand, load_suite
+from audit.suites.schema import Suite
+
+DEFAULT_SUITE = "fair-lending"
+DEFAULT_OUT = "audit-out"
+DEFAULT_IG_STEPS = 32
+
+
+@dataclass
+class AuditResult:
+    bundle: EvidenceBundle
+    paths: dict[str, Path]
+
+    @property
+    def exit_code(self) -> int:
+        return self.bundle.verdict["exit_code"]
+
+
+def run(
+    *,
+    model: str = DEFAULT_MODEL,
+    suite: str = DEFAULT_SUITE,
+    policy: str | None = None,
+    out: str | Path = DEFAULT_OUT,
+    limit: int | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    dtype: str = "float32",
+    ig_steps: int = DEFAULT_IG_STEPS,
+    allow_pickle: bool = False,
+    trust_remote_code: bool = False,
+    render: bool = True,
+    command_line: list[str] | None = None,
+    quiet: bool = False,
+) -> AuditResult:
+    """Audit ``model`` on ``suite`` under ``policy`` and write the evidence to ``out``."""
+    started_at, started = utc_now(), time.monotonic()
+    timings: dict[str, float] = {}
+    out = Path(out)
+    if limit is not None and limit < 1:
+        raise AuditError(f"--limit: must be at least 1, got {limit}")
+    if seed < 0:
+        raise AuditError(f"--seed: must be a non-negative integer, got {seed}")
+    if ig_steps < 2:
+        raise AuditError(f"--ig-steps: must be at least 2, got {ig_steps}")
+    check_runtime(device, dtype)
+    check_output_dir(out)
+    spec = parse_model_spec(model)
+    check_weights(spec, allow_pickle)
+    the_suite = load_suite(suite)
+    the_policy = load_policy(policy)
+    _seed_everything(seed)
+
+    stage = time.monotonic()
+    note(f"loading model {spec.text} ({spec.kind})", quiet=quiet)
+    loaded = load_model(
+        spec, device=device, dtype=dtype, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
+        log=lambda message: note(message, quiet=quiet),
+    )
+    adapter = make_adapter(loaded, the_suite)
+    timings["load_model"] = time.monotonic() - stage
+
+    stage = time.monotonic()
+    cases = expand(the_suite, limit)
+    encoded = [adapter.encode(case) for case in cases]
+    progress = Progress("scoring", len(encoded), quiet=quiet)
+    scores, masses = adapter.decide(encoded, progress=progress)
+    progress.close()
+    records = _case_records(encoded, scores, masses)
+    timings["score_cases"] = time.monotonic() - stage
+
+    stage = time.monotonic()
+    reliability = the_policy.controls.get("answer-reliability")
+    mass_floor = reliability.options["mass_floor"] if reliability else 0.5
+    fairness = counterfactual_statistics(the_suite, records, seed=seed, mass_floor=mass_floor)
+    timings["statistics"] = time.monotonic() - stage
+
+    stage = time.monotonic()
+    explainer = explainers.get("ig", n_steps=ig_steps)
+    chosen = select_for_attribution(records)
+    by_id = {e.case.case_id: e for e in encoded}
+    progress = Progress("attribution (integrated gradients)", len(chosen), quiet=quiet)
+    attributed = []
+    for case_id, reason in chosen:
+        attribution = explainer.explain(adapter, by_id[case_id]).to_dict()
+        attribution["protected_slots"] = list(by_id[case_id].case.protected_slots)
+        attribution["why"] = reason
+        attributed.append(attribution)
+        progress.advance()
+    progress.close()
+    attributions = {
+        "method": explainer.name,
+        "title": explainer.title,
+        "params": explainer.params,
+        "selection": "the baseline case of every scenario and, per scenario, the counterfactual case whose "
+        "decision score moved most",
+        "cases": attributed,
+    }
+    timings["attribution"] = time.monotonic() - stage
+
+    controls = evaluate(the_policy, {"fairness": fairness, "attributions": attributions}, fairness["params"])
+    outcome = verdict(the_policy, controls)
+    clause_ids = [*the_suite.clauses, *(c for control in controls for c in control["clauses"])]
+    timings["total"] = time.monotonic() - started
+    bundle = EvidenceBundle(
+        schema_version="1.0",
+        tool={"name": "oss-model-audit", "version": __version__},
+        run={
+            "started_at": started_at,
+            "finished_at": utc_now(),
+            "durations_s": {k: round(v, 3) for k, v in timings.items()},
+            "limit": limit,
+            "environment": environment(seed=seed, device=device, dtype=dtype, command_line=command_line),
+        },
+        model=loaded.fingerprint,
+        suite=suite_summary(the_suite, limit),
+        policy=the_policy.to_dict(),
+        decision={**adapter.describe(), "example_prompt": encoded[0].prompt},
+        cases=records,
+        fairness=fairness,
+        attributions=attributions,
+        controls=controls,
+        verdict=outcome,
+        clauses=[{**c, "catalog_as_of": load_catalog()["as_of"]} for c in clauses_for(clause_ids)],
+    )
+    files = {BUNDLE_FILE: bundle.to_json()}
+    if render:
+        from audit.report import render_report
+
+        stage = time.monotonic()
+        note("rendering report", quiet=quiet)
+        files.update(render_report(bundle))
+        timings["report"] = time.monotonic() - stage
+    paths = write_outputs(out, files)
+    return AuditResult(bundle=bundle, paths=paths)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _case_records(encoded, scores: list[float], masses: list[float]) -> list[dict[str, Any]]:
+    baseline_scores = {
+        e.case.pair_id: s for e, s in zip(encoded, scores) if e.case.is_baseline
+    }
+    records = []
+    for item, score, mass in zip(encoded, scores, masses):
+        case = item.case
+        records.append(
+            {
+                "case_id": case.case_id,
+                "pair_id": case.pair_id,
+                "scenario_id": case.scenario_id,
+                "attribute": case.attribute,
+                "value": case.value,
+                "groups": case.groups,
+                "protected_slots": list(case.protected_slots),
+                "text": case.text,
+                "slots": {k: [list(span) for span in v] for k, v in case.slots.items()},
+                "n_tokens": item.length,
+                "score": score,
+                "answer_mass": mass,
+                "decision": "favourable" if decision_of(score) else "unfavourable",
+                "shift": score - baseline_scores[case.pair_id],
+            }
+        )
+    return records
+
+
+def select_for_attribution(records: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """Per scenario: its baseline case and the counterfactual case with the largest |shift|, with the reason."""
+    chosen = []
+    for pair in dict.fromkeys(r["pair_id"] for r in records):
+        family = [r for r in records if r["pair_id"] == pair]
+        baseline = next(r for r in family if r["attribute"] is None)
+        chosen.append((baseline["case_id"], "baseline applicant"))
+        variants = [r for r in family if r["attribute"] is not None]
+        if variants:
+            moved = max(variants, key=lambda r: abs(r["shift"]))
+            chosen.append((moved["case_id"], f"largest counterfactual shift in its scenario ({moved['shift']:+.3f})"))
+    return chosen
+
+
+def suite_summary(suite: Suite, limit: int | None) -> dict[str, Any]:
+    used = suite.scenarios if limit is None else suite.scenarios[:limit]
+    return {
+        "id": suite.id,
+        "title": suite.title,
+        "version": suite.version,
+        "description": suite.description,
+        "domain": suite.domain,
+        "source": suite.source,
+        "sha256": suite.sha256,
+        "question": suite.question,
+        "answer_prefix": suite.answer_prefix,
+        "system_prompt": suite.system_prompt,
+        "answers": {"favourable": list(suite.answers.favourable), "unfavourable": list(suite.answers.unfavourable)},
+        "baseline": suite.baseline,
+        "factors": list(suite.factors),
+        "clauses": list(suite.clauses),
+        "attributes": [
+            {
+                "name": a.name,
+                "protected": list(a.protected),
+                "description": a.description,
+                "baseline": {"text": a.baseline.text, "groups": a.baseline.groups, "source": a.baseline.source},
+                "values": [{"text": v.text, "groups": v.groups, "source": v.source} for v in a.values],
+                "sources": list(a.sources),
+            }
+            for a in suite.attributes
+        ],
+        "scenarios": [{"id": s.id, "title": s.title, "template": s.template, "values": s.values} for s in used],
+        "n_scenarios_total": len(suite.scenarios),
+        "n_scenarios_used": len(used),
+    }

@@ -1,0 +1,178 @@
+"""Policy as code: thresholds in YAML, pass / fail / inconclusive per control, and the exit code.
+
+A measurement passes when its whole confidence interval lies on the safe
+side of the threshold, fails when its point estimate lies on the wrong side,
+and is otherwise inconclusive: the data cannot tell. A control takes the
+worst status of its measurements (fail > inconclusive > pass); the audit
+fails when a blocking control fails (or is inconclusive, where the policy's
+``fail_on_inconclusive`` says so). Exit codes: 0 pass, 1 a control failed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from audit.controls import CONTROLS, Measurement
+from audit.errors import PolicyError
+
+STATUS_ORDER = {"pass": 0, "not evaluated": 1, "inconclusive": 2, "fail": 3}
+DEFAULT_POLICY = "default"
+
+
+@dataclass(frozen=True)
+class ControlSettings:
+    threshold: float
+    blocking: bool = True
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Policy:
+    id: str
+    title: str
+    description: str
+    controls: dict[str, ControlSettings]
+    fail_on_inconclusive: bool
+    source: str
+    sha256: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "description": self.description,
+            "source": self.source,
+            "sha256": self.sha256,
+            "fail_on_inconclusive": self.fail_on_inconclusive,
+            "controls": {
+                cid: {"threshold": c.threshold, "blocking": c.blocking, **c.options} for cid, c in self.controls.items()
+            },
+        }
+
+
+def load_policy(path: str | None = None) -> Policy:
+    if path is None:
+        source = resources.files("audit.policies") / f"{DEFAULT_POLICY}.yaml"
+        label, data = "default.yaml (bundled)", source.read_bytes()
+    else:
+        file = Path(path)
+        if not file.is_file():
+            raise PolicyError(f"--policy: file {path!r} does not exist")
+        label, data = file.name, file.read_bytes()
+    try:
+        raw = yaml.safe_load(data)
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"{label}: is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    return parse_policy(raw, label=label, source=str(path or "bundled:default"), sha256=hashlib.sha256(data).hexdigest())
+
+
+def parse_policy(raw: Any, *, label: str, source: str = "", sha256: str = "") -> Policy:
+    if not isinstance(raw, dict):
+        raise PolicyError(f"{label}: must be a mapping with id and controls")
+    unknown = sorted(set(raw) - {"id", "title", "description", "controls", "fail_on_inconclusive"})
+    if unknown:
+        raise PolicyError(f"{label}: {unknown[0]}: unknown field")
+    if not isinstance(raw.get("id"), str) or not raw["id"].strip():
+        raise PolicyError(f"{label}: id: is required and must be a string")
+    controls_raw = raw.get("controls")
+    if not isinstance(controls_raw, dict) or not controls_raw:
+        raise PolicyError(f"{label}: controls: must map control ids to settings")
+    controls = {}
+    for cid, settings in controls_raw.items():
+        where = f"{label}: controls.{cid}"
+        if cid not in CONTROLS:
+            raise PolicyError(f"{where}: unknown control (known: {', '.join(CONTROLS)})")
+        if not isinstance(settings, dict):
+            raise PolicyError(f"{where}: must be a mapping with a threshold")
+        threshold = settings.get("threshold")
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+            raise PolicyError(f"{where}.threshold: must be a number")
+        blocking = settings.get("blocking", True)
+        if not isinstance(blocking, bool):
+            raise PolicyError(f"{where}.blocking: must be true or false")
+        options = {k: v for k, v in settings.items() if k not in ("threshold", "blocking")}
+        if cid == "answer-reliability":
+            floor = options.get("mass_floor", 0.5)
+            if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not 0 < floor < 1:
+                raise PolicyError(f"{where}.mass_floor: must be a number between 0 and 1")
+            options["mass_floor"] = float(floor)
+        elif options:
+            raise PolicyError(f"{where}.{sorted(options)[0]}: unknown setting")
+        controls[cid] = ControlSettings(threshold=float(threshold), blocking=blocking, options=options)
+    fail_on_inconclusive = raw.get("fail_on_inconclusive", False)
+    if not isinstance(fail_on_inconclusive, bool):
+        raise PolicyError(f"{label}: fail_on_inconclusive: must be true or false")
+    return Policy(
+        id=raw["id"],
+        title=str(raw.get("title") or raw["id"]),
+        description=str(raw.get("description") or ""),
+        controls=controls,
+        fail_on_inconclusive=fail_on_inconclusive,
+        source=source,
+        sha256=sha256,
+    )
+
+
+def judge(measurement: Measurement, threshold: float, direction: str) -> str:
+    if measurement.value is None:
+        return "not evaluated"
+    sign = 1 if direction == "max" else -1
+    if sign * (measurement.value - threshold) > 0:
+        return "fail"
+    if measurement.ci is None:
+        return "inconclusive"
+    edge = measurement.ci[1] if direction == "max" else measurement.ci[0]
+    return "pass" if sign * (edge - threshold) <= 0 else "inconclusive"
+
+
+def evaluate(policy: Policy, evidence: dict[str, Any], statistics_params: dict[str, Any]) -> list[dict[str, Any]]:
+    """Measure every control the policy names and decide its status."""
+    results = []
+    for cid, settings in policy.controls.items():
+        definition = CONTROLS[cid]
+        measurements = definition.measure(evidence, statistics_params)
+        judged = [(judge(m, settings.threshold, definition.direction), m) for m in measurements]
+        if judged:
+            sign = 1 if definition.direction == "max" else -1
+            status, decisive = max(judged, key=lambda sm: (STATUS_ORDER[sm[0]], sign * (sm[1].value or 0)))
+        else:
+            status, decisive = "not evaluated", None
+        results.append(
+            {
+                "id": cid,
+                "title": definition.title,
+                "question": definition.question,
+                "metric": definition.metric,
+                "direction": definition.direction,
+                "threshold": settings.threshold,
+                "blocking": settings.blocking,
+                "status": status,
+                "value": None if decisive is None else decisive.value,
+                "ci": None if decisive is None else decisive.ci,
+                "decisive": None if decisive is None else decisive.label,
+                "clauses": list(definition.clauses),
+                "measurements": [
+                    {"label": m.label, "value": m.value, "ci": m.ci, "detail": m.detail, "status": s}
+                    for s, m in judged
+                ],
+            }
+        )
+    return results
+
+
+def verdict(policy: Policy, controls: list[dict[str, Any]]) -> dict[str, Any]:
+    failing = [c["id"] for c in controls if c["blocking"] and c["status"] == "fail"]
+    if policy.fail_on_inconclusive:
+        failing += [c["id"] for c in controls if c["blocking"] and c["status"] == "inconclusive"]
+    return {
+        "status": "fail" if failing else "pass",
+        "exit_code": 1 if failing else 0,
+        "failed_controls": failing,
+        "counts": {s: sum(c["status"] == s for c in controls) for s in STATUS_ORDER},
+    }

@@ -1,0 +1,83 @@
+"""Bundle -> HTML (jinja2, autoescaped) -> PDF (WeasyPrint).
+
+Rendering reads the evidence bundle alone and never touches the model, so a
+validator can re-render a report without weights. Every string from the
+suite or the model is escaped by jinja2's autoescape; charts are SVG made by
+matplotlib from bundle numbers. WeasyPrint is given a URL fetcher that
+serves files from the package's ``report_templates`` folder and refuses any
+other URL, so a report never reaches the network or the local disk.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from audit.errors import AuditError
+from audit.evidence import EvidenceBundle
+
+TEMPLATE_PACKAGE = "report_templates"
+ROOT_TEMPLATE = "report.html.j2"
+REPORT_HTML = "report.html"
+REPORT_PDF = "report.pdf"
+
+
+def templates_dir() -> Path:
+    return Path(str(resources.files(TEMPLATE_PACKAGE)))
+
+
+def restricted_url_fetcher(url: str, *args, **kwargs):
+    """Serve ``file:`` URLs inside the templates folder; refuse everything else."""
+    from urllib.parse import unquote, urlparse
+
+    from weasyprint.urls import default_url_fetcher
+
+    parsed = urlparse(url)
+    if parsed.scheme == "data":
+        return default_url_fetcher(url, *args, **kwargs)
+    if parsed.scheme == "file":
+        target = Path(unquote(parsed.path)).resolve()
+        root = templates_dir().resolve()
+        if target == root or root in target.parents:
+            return default_url_fetcher(url, *args, **kwargs)
+    raise ValueError(f"report: refused to fetch {url!r}; only files under {TEMPLATE_PACKAGE}/ may be loaded")
+
+
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    from audit import report_view
+
+    env.filters.update(report_view.FILTERS)
+    return env
+
+
+def render_html(bundle: EvidenceBundle) -> str:
+    from audit import report_view
+
+    context: dict[str, Any] = report_view.build_context(bundle)
+    return environment().get_template(ROOT_TEMPLATE).render(**context)
+
+
+def render_pdf(html: str) -> bytes:
+    from weasyprint import HTML
+
+    document = HTML(string=html, base_url=str(templates_dir()) + "/", url_fetcher=restricted_url_fetcher)
+    return document.write_pdf()
+
+
+def render_report(bundle: EvidenceBundle) -> dict[str, bytes]:
+    """The report as HTML and PDF bytes, ready for an atomic write."""
+    try:
+        html = render_html(bundle)
+    except jinja2.TemplateError as exc:
+        raise AuditError(f"report: template error in {TEMPLATE_PACKAGE}/: {exc}") from None
+    return {REPORT_HTML: html.encode("utf-8"), REPORT_PDF: render_pdf(html)}

@@ -1,0 +1,139 @@
+"""Shared fixtures: tiny randomly initialised models with tokenizers trained in the test.
+
+The tiny models have the real architectures (Llama decoder, BERT classifier),
+so every code path that reads a model's internals runs for real, in
+milliseconds instead of seconds.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from audit.suites import load_suite
+
+CHATML = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+
+def corpus() -> list[str]:
+    """Text the tiny tokenizers learn from: the bundled suite, its question and answers."""
+    suite = load_suite("fair-lending")
+    lines = [suite.question, suite.answer_prefix, "Yes No yes no " * 50]
+    for scenario in suite.scenarios:
+        lines.append(scenario.template)
+        lines.extend(scenario.values.values())
+    for attribute in suite.attributes:
+        lines.extend([attribute.baseline.text, *(v.text for v in attribute.values)])
+    return lines
+
+
+def train_bpe_tokenizer():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=800, special_tokens=SPECIALS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tokenizer.train_from_iterator(corpus(), trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, eos_token="<|im_end|>", pad_token="<|endoftext|>", bos_token="<|endoftext|>"
+    )
+    fast.chat_template = CHATML
+    return fast
+
+
+def train_wordpiece_tokenizer():
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.WordPieceTrainer(vocab_size=600, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    tokenizer.train_from_iterator(corpus(), trainer)
+    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
+
+
+@pytest.fixture(scope="session")
+def bpe_tokenizer():
+    return train_bpe_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory, bpe_tokenizer) -> Path:
+    """A 2-layer Llama with random weights, saved as a standard safetensors folder."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(bpe_tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+        pad_token_id=bpe_tokenizer.pad_token_id, eos_token_id=bpe_tokenizer.eos_token_id,
+        bos_token_id=bpe_tokenizer.bos_token_id,
+    )
+    model = LlamaForCausalLM(config)
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    model.save_pretrained(folder)
+    bpe_tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_classifier_dir(tmp_path_factory) -> Path:
+    """A 2-layer BERT sequence classifier with labels approve / decline."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    tokenizer = train_wordpiece_tokenizer()
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, max_position_embeddings=512, num_labels=2,
+        id2label={0: "decline", 1: "approve"}, label2id={"decline": 0, "approve": 1},
+    )
+    model = BertForSequenceClassification(config)
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def fair_lending_raw() -> dict:
+    from importlib import resources
+
+    return yaml.safe_load((resources.files("audit.suites") / "data" / "fair-lending.yaml").read_text())
+
+
+@pytest.fixture
+def suite_raw(fair_lending_raw) -> dict:
+    """A mutable copy of the bundled suite's mapping, for tests that break it."""
+    return copy.deepcopy(fair_lending_raw)
+
+
+def write_yaml(path: Path, data) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def write_json(path: Path, data) -> Path:
+    path.write_text(json.dumps(data))
+    return path

@@ -1,0 +1,63 @@
+"""Every registered explainer passes the same checks (as scikit-learn's estimator checks do).
+
+Deterministic under a seed, finite scores, one score per token, word scores
+summing to token scores, cost recorded; methods with a completeness axiom
+report a convergence delta that shrinks with more steps.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import explainers
+from audit.models import load_model, make_adapter, parse_model_spec
+from audit.suites import expand, load_suite, parse_suite
+
+
+@pytest.fixture(scope="module")
+def adapters(tiny_llama_dir, tiny_bert_classifier_dir, fair_lending_raw):
+    llama = make_adapter(load_model(parse_model_spec(str(tiny_llama_dir))), load_suite("fair-lending"))
+    raw = dict(fair_lending_raw, answers={"favourable": ["approve"], "unfavourable": ["decline"]})
+    bert = make_adapter(load_model(parse_model_spec(str(tiny_bert_classifier_dir))), parse_suite(raw))
+    return {"causal-lm": llama, "classifier": bert}
+
+
+METHODS = sorted(explainers.REGISTRY)
+
+
+@pytest.mark.parametrize("family", ["causal-lm", "classifier"])
+@pytest.mark.parametrize("name", METHODS)
+def test_conformance(adapters, family, name):
+    adapter = adapters[family]
+    encoded = adapter.encode(expand(adapter.suite, limit=1)[3])
+    torch.manual_seed(0)
+    first = explainers.get(name).explain(adapter, encoded)
+    torch.manual_seed(0)
+    second = explainers.get(name).explain(adapter, encoded)
+    assert first.token_scores == pytest.approx(second.token_scores, abs=1e-6), "deterministic under a seed"
+    assert len(first.token_scores) == len(encoded.tokens) == len(first.tokens)
+    assert all(math.isfinite(s) for s in first.token_scores)
+    assert sum(first.word_scores) == pytest.approx(sum(first.token_scores), abs=1e-6)
+    assert len(first.word_scores) == len(encoded.words)
+    for slot, tokens in encoded.slot_tokens.items():
+        assert first.slot_scores[slot] == pytest.approx(sum(first.token_scores[t] for t in tokens), abs=1e-6)
+    assert 0 <= sum(first.slot_shares.values()) <= 1 + 1e-9
+    assert first.forward_passes > 0 and first.seconds > 0
+    assert first.params and first.method == name
+    with torch.no_grad():
+        assert first.score == pytest.approx(float(adapter.score(input_ids=encoded.input_ids[None])), abs=1e-4)
+
+
+@pytest.mark.parametrize("family", ["causal-lm", "classifier"])
+def test_integrated_gradients_completeness_gap_shrinks_with_steps(adapters, family):
+    adapter = adapters[family]
+    encoded = adapter.encode(expand(adapter.suite, limit=1)[0])
+    coarse = explainers.get("ig", n_steps=2, method="riemann_trapezoid").explain(adapter, encoded)
+    fine = explainers.get("ig", n_steps=64).explain(adapter, encoded)
+    total = fine.score - fine.reference_score
+    assert sum(fine.token_scores) == pytest.approx(total, abs=fine.convergence_delta + 1e-6)
+    assert fine.convergence_delta <= max(0.02 * abs(total), 1e-4)
+    assert fine.convergence_delta <= coarse.convergence_delta + 1e-6

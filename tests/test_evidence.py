@@ -1,0 +1,70 @@
+"""The bundle: JSON round trip, schema version, manifest in sha256sum format, atomic writes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from audit.errors import AuditError, BundleError
+from audit.evidence import EvidenceBundle, read_bundle, write_outputs
+
+
+def minimal_bundle(**overrides) -> EvidenceBundle:
+    fields = dict(
+        schema_version="1.0", tool={"name": "oss-model-audit"}, run={}, model={"id": "x"}, suite={}, policy={},
+        decision={}, cases=[{"score": float("nan")}], fairness={}, attributions={"cases": []}, controls=[],
+        verdict={"status": "pass", "exit_code": 0}, clauses=[],
+    )
+    fields.update(overrides)
+    return EvidenceBundle(**fields)
+
+
+def test_round_trip_and_non_finite_numbers_become_null(tmp_path):
+    bundle = minimal_bundle()
+    write_outputs(tmp_path / "out", {"bundle.json": bundle.to_json()})
+    again = read_bundle(tmp_path / "out")
+    assert again.cases == [{"score": None}]
+    assert again.model == bundle.model
+
+
+def test_unsupported_schema_and_garbage_are_refused(tmp_path):
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps({**minimal_bundle().to_dict(), "schema_version": "99"}))
+    with pytest.raises(BundleError, match="schema_version '99' is not supported"):
+        read_bundle(path)
+    path.write_text("{not json")
+    with pytest.raises(BundleError, match="is not valid JSON"):
+        read_bundle(path)
+    data = minimal_bundle().to_dict()
+    del data["controls"]
+    path.write_text(json.dumps(data))
+    with pytest.raises(BundleError, match="controls: missing from the bundle"):
+        read_bundle(path)
+
+
+def test_manifest_is_checkable_with_sha256sum(tmp_path):
+    out = tmp_path / "out"
+    write_outputs(out, {"bundle.json": b"{}", "report.html": b"<html></html>"})
+    lines = (out / "manifest.sha256").read_text().splitlines()
+    assert [line.split("  ")[1] for line in lines] == ["bundle.json", "report.html"]
+    result = subprocess.run(["sha256sum", "-c", "manifest.sha256"], cwd=out, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (out / "report.html").write_text("tampered")
+    assert subprocess.run(["sha256sum", "-c", "manifest.sha256"], cwd=out, capture_output=True).returncode != 0
+
+
+def test_writes_replace_previous_files_and_leave_no_staging(tmp_path):
+    out = tmp_path / "out"
+    write_outputs(out, {"bundle.json": b"1"})
+    write_outputs(out, {"bundle.json": b"2"})
+    assert (out / "bundle.json").read_bytes() == b"2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_output_path_that_is_a_file_is_refused(tmp_path):
+    target = tmp_path / "taken"
+    target.write_text("x")
+    with pytest.raises(AuditError, match="--out: .*taken exists and is not a folder"):
+        write_outputs(target, {"bundle.json": b"{}"})

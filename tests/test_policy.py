@@ -1,0 +1,74 @@
+"""Policy: validation errors name the field; pass / fail / inconclusive follow the CI rule."""
+
+from __future__ import annotations
+
+import pytest
+
+from audit.controls import Measurement
+from audit.errors import PolicyError
+from audit.policy import judge, load_policy, parse_policy, verdict
+from tests.conftest import write_yaml
+
+
+def test_bundled_default_policy_covers_every_control():
+    from audit.controls import CONTROLS
+
+    policy = load_policy()
+    assert set(policy.controls) == set(CONTROLS)
+    assert policy.controls["impact-ratio"].threshold == 0.8
+
+
+@pytest.mark.parametrize(
+    "value, ci, direction, expected",
+    [
+        (0.1, (0.05, 0.2), "max", "pass"),
+        (0.1, (0.05, 0.3), "max", "inconclusive"),
+        (0.3, (0.28, 0.32), "max", "fail"),
+        (0.3, None, "max", "fail"),
+        (0.1, None, "max", "inconclusive"),
+        (0.9, (0.85, 0.95), "min", "pass"),
+        (0.9, (0.7, 0.95), "min", "inconclusive"),
+        (0.7, (0.6, 0.9), "min", "fail"),
+        (None, None, "max", "not evaluated"),
+    ],
+)
+def test_judge(value, ci, direction, expected):
+    threshold = 0.25 if direction == "max" else 0.8
+    assert judge(Measurement("x", value, ci), threshold, direction) == expected
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"id": "p", "controls": {"no-such-control": {"threshold": 1}}}, r"p.yaml: controls.no-such-control: unknown control"),
+        ({"id": "p", "controls": {"impact-ratio": {"threshold": "high"}}}, r"controls.impact-ratio.threshold: must be a number"),
+        ({"id": "p", "controls": {"impact-ratio": {"threshold": 0.8, "blocking": "yes"}}}, r"impact-ratio.blocking"),
+        ({"id": "p", "controls": {"answer-reliability": {"threshold": 0.1, "mass_floor": 2}}}, r"mass_floor"),
+        ({"controls": {"impact-ratio": {"threshold": 0.8}}}, r"p.yaml: id"),
+        ({"id": "p", "controls": {}}, r"p.yaml: controls"),
+    ],
+)
+def test_malformed_policy_names_the_field(raw, message):
+    with pytest.raises(PolicyError, match=message):
+        parse_policy(raw, label="p.yaml")
+
+
+def test_policy_file_errors(tmp_path):
+    with pytest.raises(PolicyError, match="--policy: file 'nope.yaml' does not exist"):
+        load_policy("nope.yaml")
+    path = write_yaml(tmp_path / "strict.yaml", {"id": "strict", "controls": {"impact-ratio": {"threshold": 0.9}}})
+    assert load_policy(str(path)).controls["impact-ratio"].threshold == 0.9
+
+
+def test_verdict_fails_only_on_blocking_controls():
+    policy = parse_policy({"id": "p", "controls": {"impact-ratio": {"threshold": 0.8}}}, label="p")
+    controls = [
+        {"id": "a", "blocking": True, "status": "pass"},
+        {"id": "b", "blocking": False, "status": "fail"},
+        {"id": "c", "blocking": True, "status": "inconclusive"},
+    ]
+    assert verdict(policy, controls)["exit_code"] == 0
+    controls[0]["status"] = "fail"
+    assert verdict(policy, controls) | {} == {**verdict(policy, controls), "status": "fail", "exit_code": 1}
+    strict = parse_policy({"id": "p", "fail_on_inconclusive": True, "controls": {"impact-ratio": {"threshold": 0.8}}}, label="p")
+    assert verdict(strict, controls)["failed_controls"] == ["a", "c"]
