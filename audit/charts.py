@@ -61,6 +61,11 @@ class ShiftRow:
     is_reference: bool
 
 
+def _literal(text: str) -> str:
+    """``text`` with its dollar signs escaped, so matplotlib never reads it as mathtext."""
+    return text.replace("$", r"\$")
+
+
 def _to_svg(fig: Figure, salt: str) -> Markup:
     """Serialise ``fig`` as an SVG element without the XML prolog and doctype."""
     buffer = io.StringIO()
@@ -71,6 +76,7 @@ def _to_svg(fig: Figure, salt: str) -> Markup:
 
 
 def _new_figure(height_in: float) -> Figure:
+    """A figure as wide as the text block, laid out by matplotlib's constrained layout."""
     return Figure(figsize=(WIDTH_IN, height_in), layout="constrained")
 
 
@@ -118,10 +124,12 @@ def shift_chart(rows: list[ShiftRow], threshold: float | None, salt: str) -> Mar
                 row.mean, y, marker="o", markersize=4.5, zorder=3, color=colour,
                 markerfacecolor="white" if row.is_reference else colour,
             )
-        ax.set_yticks(range(len(rows)), [f"{r.label} (reference)" if r.is_reference else r.label for r in rows])
+        ax.set_yticks(
+            range(len(rows)), [_literal(f"{r.label} (reference)" if r.is_reference else r.label) for r in rows]
+        )
         ax.set_ylim(len(rows) - 0.5, -0.5)
         ax.set_xlim(-limit, limit)
-        ax.set_xlabel("mean change in log-odds of approval vs the baseline applicant (dot) with 95 % CI (bar)")
+        ax.set_xlabel("mean change in log-odds of approval vs the reference group (dot) with 95 % CI (bar)")
         ax.grid(axis="x", color="#eef1f4", linewidth=0.5, zorder=0)
         ax.set_axisbelow(True)
         ax.spines[["top", "right"]].set_visible(False)
@@ -136,11 +144,15 @@ def slot_share_chart(slots: list[tuple[str, float, str]], salt: str) -> Markup:
     ``slots`` holds (label, share in 0..1, kind) with kind ``protected``,
     ``factor`` or ``other``; bars are drawn in the order given, top first.
     """
-    kinds = {"protected": "protected characteristic", "factor": "credit factor / other slot", "other": "words outside any slot"}
+    kinds = {
+        "protected": "protected characteristic",
+        "factor": "credit factor / other slot",
+        "other": "words outside any slot",
+    }
     with matplotlib.rc_context(STYLE):
         fig = _new_figure(0.6 + 0.2 * len(slots))
         ax = fig.add_subplot()
-        labels = [label for label, _, _ in slots]
+        labels = [_literal(label) for label, _, _ in slots]
         shares = [100 * share for _, share, _ in slots]
         colours = [COLOURS[kind] for _, _, kind in slots]
         ax.barh(range(len(slots)), shares, color=colours, height=0.66, zorder=2)
@@ -159,5 +171,5 @@ def slot_share_chart(slots: list[tuple[str, float, str]], salt: str) -> Markup:
         ax.spines[["top", "right"]].set_visible(False)
         present = dict.fromkeys(kind for _, _, kind in slots)
         handles = [Patch(color=COLOURS[kind], label=kinds[kind]) for kind in present]
-        ax.legend(handles=handles, loc="lower right")
+        ax.legend(handles=handles, loc="lower right", bbox_to_anchor=(1, 1), ncols=len(handles), borderaxespad=0.2)
         return _to_svg(fig, salt)

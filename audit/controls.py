@@ -8,7 +8,7 @@ this module only measures.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -18,10 +18,11 @@ from audit.fairness import bootstrap_ci
 
 @dataclass(frozen=True)
 class Measurement:
-    label: str  # e.g. "race = black" or "all cases"
+    label: str  # e.g. "race = black (vs white)" or "all cases"
     value: float | None
     ci: tuple[float, float] | None
     detail: str = ""
+    key: dict[str, str] = field(default_factory=dict)  # attribute, property, group where the value is per group
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class ControlDefinition:
     question: str  # what the control asks, in plain language
     metric: str  # how the value is computed
     direction: str  # "max": value must stay at or below the threshold; "min": at or above
+    unit: str  # "log-odds", "ratio" or "share"
     clauses: tuple[str, ...]
     measure: Callable[[dict, dict], list[Measurement]]
 
@@ -45,6 +47,10 @@ def _groups(fairness: dict, include_reference: bool):
 
 def _label(analysis: dict, group: dict) -> str:
     return f"{analysis['property']} = {group['group']} (vs {analysis['reference']})"
+
+
+def _key(analysis: dict, group: dict) -> dict[str, str]:
+    return {"attribute": analysis["attribute"], "property": analysis["property"], "group": group["group"]}
 
 
 def _abs_interval(ci):
@@ -62,7 +68,8 @@ def measure_shift(evidence: dict, params: dict) -> list[Measurement]:
             _label(a, g),
             None if g["mean_shift"] is None else abs(g["mean_shift"]),
             _abs_interval(g["shift_ci"]),
-            f"mean shift {g['mean_shift']:+.3f} log-odds over {g['n_counterfactual']} cases",
+            f"mean shift {g['mean_shift']:+.3f} log-odds against {g['shift_against']}, {g['n_cases']} cases",
+            _key(a, g),
         )
         for a, g in _groups(evidence["fairness"], include_reference=False)
         if g["mean_shift"] is not None
@@ -74,6 +81,7 @@ def measure_impact(evidence: dict, params: dict) -> list[Measurement]:
         Measurement(
             _label(a, g), g["impact_ratio"], g["impact_ci"],
             f"approval rate {g['approval_rate']:.2f} over {g['n_cases']} cases",
+            _key(a, g),
         )
         for a, g in _groups(evidence["fairness"], include_reference=True)
         if g["impact_ratio"] is not None
@@ -82,7 +90,9 @@ def measure_impact(evidence: dict, params: dict) -> list[Measurement]:
 
 def measure_flips(evidence: dict, params: dict) -> list[Measurement]:
     return [
-        Measurement(_label(a, g), g["flip_rate"], g["flip_ci"], f"{g['n_counterfactual']} counterfactual cases")
+        Measurement(
+            _label(a, g), g["flip_rate"], g["flip_ci"], f"{g['n_counterfactual']} counterfactual cases", _key(a, g)
+        )
         for a, g in _groups(evidence["fairness"], include_reference=False)
         if g["flip_rate"] is not None
     ]
@@ -139,6 +149,7 @@ CONTROLS: dict[str, ControlDefinition] = {
             "|mean shift of the decision log-odds| against the baseline applicant, per protected group, "
             "paired by scenario; 95 % bootstrap CI",
             "max",
+            "log-odds",
             ("ecoa-reg-b-1002.4a", "ecoa-reg-b-1002.6b", "eu-ai-act-art-10", "nist-ai-rmf-measure-2.11"),
             measure_shift,
         ),
@@ -149,6 +160,7 @@ CONTROLS: dict[str, ControlDefinition] = {
             "approval rate of the group / highest approval rate among the groups of the same property; "
             "95 % bootstrap CI over scenarios",
             "min",
+            "ratio",
             ("ecoa-reg-b-1002.4a", "ugesp-29-cfr-1607.4d", "nist-ai-rmf-measure-2.11"),
             measure_impact,
         ),
@@ -158,6 +170,7 @@ CONTROLS: dict[str, ControlDefinition] = {
             "How often does the Yes/No decision itself change when only a protected attribute changes?",
             "share of counterfactual cases whose decision differs from their baseline's; Wilson 95 % CI",
             "max",
+            "share",
             ("ecoa-reg-b-1002.4a", "eu-ai-act-art-15", "nist-ai-rmf-measure-2.11"),
             measure_flips,
         ),
@@ -168,6 +181,7 @@ CONTROLS: dict[str, ControlDefinition] = {
             "mean over attributed cases of the share of |Integrated Gradients| mass on protected slots; "
             "95 % bootstrap CI over cases",
             "max",
+            "share",
             ("ecoa-reg-b-1002.9b2", "eu-ai-act-art-13", "nist-ai-rmf-measure-2.9"),
             measure_protected_share,
         ),
@@ -177,6 +191,7 @@ CONTROLS: dict[str, ControlDefinition] = {
             "Does the model actually answer Yes or No, so that its decisions can be read at all?",
             "share of cases whose answer mass p(favourable) + p(unfavourable) is below the floor; Wilson 95 % CI",
             "max",
+            "share",
             ("eu-ai-act-art-15", "nist-ai-rmf-measure-2.5"),
             measure_reliability,
         ),
@@ -187,6 +202,7 @@ CONTROLS: dict[str, ControlDefinition] = {
             "median over attributed cases of |sum of attributions - (f(x) - f(x'))| / |f(x) - f(x')|; "
             "95 % bootstrap CI",
             "max",
+            "ratio",
             ("nist-ai-rmf-measure-2.9", "eu-ai-act-art-13"),
             measure_completeness,
         ),

@@ -3,12 +3,18 @@
 For a protected property P (race, sex, age, ...) with reference group r (the
 baseline's value) and another group g, with scenarios s = 1..S:
 
-- decision-score shift: d_s = mean over cases c of group g in scenario s of
-  (score(c) - score(baseline case of s)); the effect is mean_s d_s. Scores are
+- decision-score shift of group g: d_s = mean score of g's cases in scenario s
+  - mean score of the reference group's cases in s (the baseline case and any
+  other value of the baseline's group, e.g. the other white names); the effect
+  is mean_s d_s. Comparing with the whole reference group rather than the one
+  baseline value keeps a single name's idiosyncrasy out of every comparison.
+  For the reference group itself the shift is that of its other values
+  against the baseline case: the name-to-name noise floor. Scores are
   log-odds, so a shift of -0.2 multiplies the odds of approval by e^-0.2.
-  The 95 % CI is a bootstrap over scenarios (cases of one scenario are paired
-  through their shared baseline and resampled together), BCa where it is
-  defined, else percentile (Efron & Tibshirani 1993; scipy.stats.bootstrap).
+  The 95 % CI is a bootstrap over scenarios (the cases of one scenario are
+  paired and resampled together), BCa where it is defined, else percentile
+  (Efron & Tibshirani 1993; scipy.stats.bootstrap); with fewer than
+  ``MIN_SCENARIOS_FOR_CI`` scenarios no interval is given.
 - flip rate: share of group-g cases whose Yes/No decision differs from their
   baseline's, with a Wilson score interval (statsmodels).
 - approval rate: share of a group's cases decided favourably, averaged over
@@ -35,6 +41,7 @@ from statsmodels.stats.proportion import proportion_confint
 from audit.suites.schema import Suite
 
 INTERSECTION = " x "
+MIN_SCENARIOS_FOR_CI = 5  # a bootstrap over fewer clusters gives intervals far too narrow
 
 
 def decision_of(score: float, threshold: float = 0.0) -> bool:
@@ -51,7 +58,7 @@ def bootstrap_ci(
     returns one value per leading index (it is vectorised, as
     ``scipy.stats.bootstrap`` expects).
     """
-    if n_clusters < 2:
+    if n_clusters < MIN_SCENARIOS_FOR_CI:
         return None
     indices = np.arange(n_clusters)
     for method in ("BCa", "percentile"):
@@ -131,14 +138,17 @@ def counterfactual_statistics(
         rates_by_scenario = {
             g: np.array([_rate([r for r in members[g] if r["pair_id"] == s]) for s in scenarios]) for g in group_names
         }
-        groups = []
-        for g in group_names:
-            groups.append(
-                _group_statistics(
-                    g, g == reference, members[g], baselines, scenarios, rates_by_scenario,
-                    seed=seed, n_resamples=n_resamples, confidence=confidence,
-                )
+        mean_scores = {
+            g: np.array([_mean_score([r for r in members[g] if r["pair_id"] == s]) for s in scenarios])
+            for g in group_names
+        }
+        groups = [
+            _group_statistics(
+                g, reference, members[g], baselines, scenarios, rates_by_scenario, mean_scores,
+                seed=seed, n_resamples=n_resamples, confidence=confidence,
             )
+            for g in group_names
+        ]
         analyses.append(
             {
                 "attribute": attribute_name,
@@ -158,6 +168,9 @@ def counterfactual_statistics(
             "bootstrap_resamples": n_resamples,
             "bootstrap_unit": "scenario",
             "ci_method": "BCa bootstrap over scenarios (percentile where BCa is undefined); Wilson for flip rates",
+            "min_scenarios_for_ci": MIN_SCENARIOS_FOR_CI,
+            "shift_definition": "mean over scenarios of (mean score of the group - mean score of the reference "
+            "group); for the reference group, its other values against the baseline case",
             "seed": seed,
             "mass_floor": mass_floor,
         },
@@ -175,6 +188,10 @@ def counterfactual_statistics(
     }
 
 
+def _mean_score(records: list[dict]) -> float:
+    return float(np.mean([r["score"] for r in records])) if records else float("nan")
+
+
 def _rate(records: list[dict]) -> float:
     if not records:
         return float("nan")
@@ -183,44 +200,49 @@ def _rate(records: list[dict]) -> float:
 
 def _group_statistics(
     group: str,
-    is_reference: bool,
+    reference: str,
     members: list[dict],
     baselines: dict[str, dict],
     scenarios: list[str],
     rates_by_scenario: dict[str, np.ndarray],
+    mean_scores: dict[str, np.ndarray],
     *,
     seed: int,
     n_resamples: int,
     confidence: float,
 ) -> dict[str, Any]:
+    is_reference = group == reference
     counterfactuals = [r for r in members if r["attribute"] is not None]
-    per_scenario: dict[str, list[float]] = defaultdict(list)
-    flips = 0
-    for record in counterfactuals:
-        base = baselines[record["pair_id"]]
-        per_scenario[record["pair_id"]].append(record["score"] - base["score"])
-        flips += decision_of(record["score"]) != decision_of(base["score"])
-    shifts = np.array([np.mean(per_scenario[s]) for s in scenarios if s in per_scenario])
-    mean_shift = float(shifts.mean()) if len(shifts) else None
+    flips = sum(
+        decision_of(r["score"]) != decision_of(baselines[r["pair_id"]]["score"]) for r in counterfactuals
+    )
+    if is_reference:
+        # The reference group's other values against the baseline case: name-to-name noise.
+        own = np.array([_mean_score([r for r in counterfactuals if r["pair_id"] == s]) for s in scenarios])
+        gaps = own - np.array([baselines[s]["score"] for s in scenarios])
+    else:
+        gaps = mean_scores[group] - mean_scores[reference]
+    gaps = gaps[np.isfinite(gaps)]
+    mean_shift = float(gaps.mean()) if len(gaps) else None
     shift_ci = (
-        bootstrap_ci(len(shifts), lambda idx: shifts[idx].mean(-1), seed=seed, n_resamples=n_resamples, confidence=confidence)
-        if len(shifts)
+        bootstrap_ci(len(gaps), lambda idx: gaps[idx].mean(-1), seed=seed, n_resamples=n_resamples, confidence=confidence)
+        if len(gaps)
         else None
     )
-
     names = list(rates_by_scenario)
     rates = np.stack([rates_by_scenario[g] for g in names])  # [groups, scenarios]
-    own = names.index(group)
+    row = names.index(group)
 
     def impact(idx):
         means = np.nanmean(rates[:, idx], axis=-1)  # [groups, ...]
         best = means.max(axis=0)
-        return np.where(best > 0, means[own] / np.where(best > 0, best, 1.0), np.nan)
+        return np.where(best > 0, means[row] / np.where(best > 0, best, 1.0), np.nan)
 
     ratio = float(impact(np.arange(len(scenarios))))
     return {
         "group": group,
         "is_reference": is_reference,
+        "shift_against": "baseline case" if is_reference else f"reference group {reference}",
         "n_cases": len(members),
         "n_counterfactual": len(counterfactuals),
         "mean_shift": mean_shift,

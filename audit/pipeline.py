@@ -122,7 +122,7 @@ def run(
     attributions = {
         "method": explainer.name,
         "title": explainer.title,
-        "params": explainer.params,
+        "params": attributed[0]["params"] if attributed else explainer.params,
         "selection": "the baseline case of every scenario and, per scenario, the counterfactual case whose "
         "decision score moved most",
         "cases": attributed,

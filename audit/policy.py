@@ -131,6 +131,15 @@ def judge(measurement: Measurement, threshold: float, direction: str) -> str:
     return "pass" if sign * (edge - threshold) <= 0 else "inconclusive"
 
 
+def reach(measurement: Measurement, direction: str) -> float:
+    """How far toward the unsafe side a measurement's interval reaches (its CI edge, else its value)."""
+    if measurement.value is None:
+        return float("-inf")
+    if direction == "max":
+        return measurement.ci[1] if measurement.ci else measurement.value
+    return -(measurement.ci[0] if measurement.ci else measurement.value)
+
+
 def evaluate(policy: Policy, evidence: dict[str, Any], statistics_params: dict[str, Any]) -> list[dict[str, Any]]:
     """Measure every control the policy names and decide its status."""
     results = []
@@ -139,8 +148,7 @@ def evaluate(policy: Policy, evidence: dict[str, Any], statistics_params: dict[s
         measurements = definition.measure(evidence, statistics_params)
         judged = [(judge(m, settings.threshold, definition.direction), m) for m in measurements]
         if judged:
-            sign = 1 if definition.direction == "max" else -1
-            status, decisive = max(judged, key=lambda sm: (STATUS_ORDER[sm[0]], sign * (sm[1].value or 0)))
+            status, decisive = max(judged, key=lambda sm: (STATUS_ORDER[sm[0]], reach(sm[1], definition.direction)))
         else:
             status, decisive = "not evaluated", None
         results.append(
@@ -150,15 +158,17 @@ def evaluate(policy: Policy, evidence: dict[str, Any], statistics_params: dict[s
                 "question": definition.question,
                 "metric": definition.metric,
                 "direction": definition.direction,
+                "unit": definition.unit,
                 "threshold": settings.threshold,
                 "blocking": settings.blocking,
                 "status": status,
                 "value": None if decisive is None else decisive.value,
                 "ci": None if decisive is None else decisive.ci,
                 "decisive": None if decisive is None else decisive.label,
+                "decisive_key": None if decisive is None else decisive.key,
                 "clauses": list(definition.clauses),
                 "measurements": [
-                    {"label": m.label, "value": m.value, "ci": m.ci, "detail": m.detail, "status": s}
+                    {"label": m.label, "key": m.key, "value": m.value, "ci": m.ci, "detail": m.detail, "status": s}
                     for s, m in judged
                 ],
             }

@@ -10,11 +10,13 @@ other URL, so a report never reaches the network or the local disk.
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import jinja2
+from weasyprint.urls import URLFetcher
 
 from audit.errors import AuditError
 from audit.evidence import EvidenceBundle
@@ -29,20 +31,27 @@ def templates_dir() -> Path:
     return Path(str(resources.files(TEMPLATE_PACKAGE)))
 
 
-def restricted_url_fetcher(url: str, *args, **kwargs):
-    """Serve ``file:`` URLs inside the templates folder; refuse everything else."""
+class TemplatesOnlyFetcher(URLFetcher):
+    """WeasyPrint URL fetcher that serves ``file:`` URLs inside the templates folder and refuses the rest."""
+
+    def __init__(self):
+        super().__init__(allowed_protocols=("file",), allow_redirects=False, fail_on_errors=True)
+
+    def fetch(self, url, headers=None):
+        check_url(url)
+        return super().fetch(url, headers)
+
+
+def check_url(url: str) -> None:
+    """Raise ``ValueError`` unless ``url`` is a file inside ``report_templates/``."""
     from urllib.parse import unquote, urlparse
 
-    from weasyprint.urls import default_url_fetcher
-
     parsed = urlparse(url)
-    if parsed.scheme == "data":
-        return default_url_fetcher(url, *args, **kwargs)
     if parsed.scheme == "file":
         target = Path(unquote(parsed.path)).resolve()
         root = templates_dir().resolve()
-        if target == root or root in target.parents:
-            return default_url_fetcher(url, *args, **kwargs)
+        if root in target.parents:
+            return
     raise ValueError(f"report: refused to fetch {url!r}; only files under {TEMPLATE_PACKAGE}/ may be loaded")
 
 
@@ -67,11 +76,23 @@ def render_html(bundle: EvidenceBundle) -> str:
     return environment().get_template(ROOT_TEMPLATE).render(**context)
 
 
-def render_pdf(html: str) -> bytes:
+def render_pdf(html: str, created: str) -> bytes:
+    """PDF bytes; ``created`` (ISO 8601, from the bundle) fixes every embedded date so renders are identical."""
+    from datetime import datetime
+
     from weasyprint import HTML
 
-    document = HTML(string=html, base_url=str(templates_dir()) + "/", url_fetcher=restricted_url_fetcher)
-    return document.write_pdf()
+    epoch = str(int(datetime.fromisoformat(created).timestamp()))
+    previous = os.environ.get("SOURCE_DATE_EPOCH")
+    os.environ["SOURCE_DATE_EPOCH"] = epoch  # fontTools stamps font subsets with it
+    try:
+        document = HTML(string=html, base_url=str(templates_dir()) + "/", url_fetcher=TemplatesOnlyFetcher())
+        return document.write_pdf()
+    finally:
+        if previous is None:
+            del os.environ["SOURCE_DATE_EPOCH"]
+        else:
+            os.environ["SOURCE_DATE_EPOCH"] = previous
 
 
 def render_report(bundle: EvidenceBundle) -> dict[str, bytes]:
@@ -80,4 +101,4 @@ def render_report(bundle: EvidenceBundle) -> dict[str, bytes]:
         html = render_html(bundle)
     except jinja2.TemplateError as exc:
         raise AuditError(f"report: template error in {TEMPLATE_PACKAGE}/: {exc}") from None
-    return {REPORT_HTML: html.encode("utf-8"), REPORT_PDF: render_pdf(html)}
+    return {REPORT_HTML: html.encode("utf-8"), REPORT_PDF: render_pdf(html, bundle.run["finished_at"])}

@@ -24,6 +24,7 @@ from markupsafe import Markup
 
 from audit import charts
 from audit.evidence import BUNDLE_FILE, MANIFEST_FILE, EvidenceBundle
+from audit.fairness import INTERSECTION
 
 NBSP = "\u00a0"
 NA = "n/a"
@@ -35,14 +36,10 @@ SHIFT_CONTROL = "counterfactual-shift"
 IMPACT_CONTROL = "impact-ratio"
 FLIP_CONTROL = "decision-flip-rate"
 COMPLETENESS_CONTROL = "attribution-completeness"
-# How each control's value reads: log-odds, a ratio, or a share shown as a percentage.
-CONTROL_UNITS = {
-    SHIFT_CONTROL: "log-odds",
-    IMPACT_CONTROL: "ratio",
-    FLIP_CONTROL: "share",
-    "protected-attribution-share": "share",
-    "answer-reliability": "share",
-    COMPLETENESS_CONTROL: "share",
+ATTRIBUTION_PARAM_LABELS = {
+    "n_steps": "Integration steps",
+    "method": "Integration rule",
+    "baseline": "Reference input (x′)",
 }
 STATUS_WORDS = {"pass": "passed", "fail": "failed", "inconclusive": "inconclusive", "not evaluated": "not evaluated"}
 SMALL_MODEL_PARAMETERS = 1_000_000_000
@@ -69,9 +66,14 @@ def fmt_signed(value: float | None, digits: int = 3) -> str:
 
 def fmt_pct(value: float | None, digits: int = 1) -> str:
     """A share in 0..1 as a percentage: 0.075 -> "7.5 %"."""
-    if value is None or not math.isfinite(value):
-        return NA
-    return f"{100 * value:.{digits}f}{NBSP}%"
+    text = fmt_num(None if value is None else 100 * value, digits)
+    return text if text == NA else f"{text}{NBSP}%"
+
+
+def fmt_signed_pct(value: float | None, digits: int = 1) -> str:
+    """A relative change as a signed percentage: -0.075 -> "-7.5 %"."""
+    text = fmt_pct(value, digits)
+    return text if text == NA or text.startswith("-") else "+" + text
 
 
 def fmt_ci(ci: list[float] | tuple[float, float] | None, digits: int = 3) -> str:
@@ -89,10 +91,12 @@ def fmt_pct_ci(ci: list[float] | tuple[float, float] | None, digits: int = 1) ->
 
 
 def fmt_ratio(value: float | None) -> str:
+    """A ratio with two decimals."""
     return fmt_num(value, 2)
 
 
 def fmt_ratio_ci(ci: list[float] | tuple[float, float] | None) -> str:
+    """An interval of ratios with two decimals."""
     return fmt_ci(ci, 2)
 
 
@@ -122,6 +126,7 @@ def fmt_seconds(value: float | None) -> str:
 
 
 def _parse_time(iso: str) -> datetime:
+    """An ISO timestamp as a datetime, in UTC where it carries a zone."""
     moment = datetime.fromisoformat(iso)
     return moment.astimezone(timezone.utc) if moment.tzinfo else moment
 
@@ -175,6 +180,7 @@ FILTERS = {
     "num": fmt_num,
     "signed": fmt_signed,
     "pct": fmt_pct,
+    "signed_pct": fmt_signed_pct,
     "ci": fmt_ci,
     "pct_ci": fmt_pct_ci,
     "ratio": fmt_ratio,
@@ -192,14 +198,12 @@ FILTERS = {
 
 
 def _unit(control: dict[str, Any]) -> str:
-    return CONTROL_UNITS.get(control["id"], "number")
-
-
-def _control(bundle: EvidenceBundle, control_id: str) -> dict[str, Any] | None:
-    return next((c for c in bundle.controls if c["id"] == control_id), None)
+    """How a control's values read: log-odds, a ratio, or a share shown as a percentage."""
+    return control.get("unit", "number")
 
 
 def _threshold(bundle: EvidenceBundle, control_id: str) -> float | None:
+    """The policy threshold of a control, None where the policy does not set it."""
     settings = bundle.policy["controls"].get(control_id)
     return None if settings is None else settings["threshold"]
 
@@ -210,13 +214,6 @@ def _count_phrase(counts: dict[str, int]) -> str:
     if len(parts) <= 1:
         return "".join(parts) or "none evaluated"
     return ", ".join(parts[:-1]) + " and " + parts[-1]
-
-
-def _join(words: list[str]) -> str:
-    """ "a", "a and b", "a, b and c"."""
-    if len(words) <= 1:
-        return "".join(words)
-    return ", ".join(words[:-1]) + " and " + words[-1]
 
 
 def _odds_phrase(shift: float) -> str:
@@ -247,13 +244,12 @@ def _shift_effect(mean: float, ci: list[float] | None) -> str:
 
 
 def _suite_attribute(bundle: EvidenceBundle, name: str) -> dict[str, Any] | None:
+    """The suite's definition of an attribute, by name."""
     return next((a for a in bundle.suite["attributes"] if a["name"] == name), None)
 
 
 def _group_key(groups: dict[str, str], prop: str) -> str:
     """The group label of a value for a (possibly intersectional) property, as fairness.py joins it."""
-    from audit.fairness import INTERSECTION
-
     return INTERSECTION.join(groups.get(p, "?") for p in prop.split(INTERSECTION))
 
 
@@ -277,7 +273,16 @@ def _change_phrase(bundle: EvidenceBundle, analysis: dict[str, Any], group: str)
 
 
 def _shift_sentence(bundle: EvidenceBundle, analysis: dict[str, Any], group: dict[str, Any]) -> str:
-    return f"{_change_phrase(bundle, analysis, group['group'])} {_shift_effect(group['mean_shift'], group['shift_ci'])}."
+    """A full plain-language sentence on one group's mean shift, against the whole reference group."""
+    change = _change_phrase(bundle, analysis, group["group"])
+    reference = next((g for g in analysis["groups"] if g["is_reference"]), None)
+    against = ""
+    if reference is not None and reference["n_counterfactual"]:
+        against = (
+            f", measured against the average of all {reference['n_cases'] // max(analysis['n_scenarios'], 1)} "
+            f"values of the reference group {analysis['reference']} rather than the baseline value alone"
+        )
+    return f"{change} {_shift_effect(group['mean_shift'], group['shift_ci'])}{against}."
 
 
 def _counterfactual_groups(bundle: EvidenceBundle):
@@ -295,14 +300,14 @@ def _flip_counts(bundle: EvidenceBundle) -> tuple[int, int]:
     return sum(c["decision"] != baseline.get(c["pair_id"]) for c in varied), len(varied)
 
 
-def _measurement_status(bundle: EvidenceBundle) -> dict[tuple[str, str], str]:
-    """Status of every measurement by (control id, label), as the policy judged it."""
-    return {(c["id"], m["label"]): m["status"] for c in bundle.controls for m in c["measurements"]}
-
-
-def _measurement_label(analysis: dict[str, Any], group: dict[str, Any]) -> str:
-    """The label controls.py gives a group's measurement."""
-    return f"{analysis['property']} = {group['group']} (vs {analysis['reference']})"
+def _measurement_status(bundle: EvidenceBundle) -> dict[tuple[str, str, str], str]:
+    """Status of every per-group measurement by (control id, property, group), as the policy judged it."""
+    return {
+        (c["id"], m["key"]["property"], m["key"]["group"]): m["status"]
+        for c in bundle.controls
+        for m in c["measurements"]
+        if m.get("key")
+    }
 
 
 # ---------------------------------------------------------------- controls
@@ -328,11 +333,14 @@ def _control_reading(control: dict[str, Any]) -> str:
         )
     if status == "fail":
         scope = f" {failing} of {n} measurements fail." if n > 1 else ""
-        return f"The point estimate for {where} is {value}, {wrong} the limit {limit} (95{NBSP}% CI {ci}).{scope}"
+        return f"The point estimate for {where} is {value}, {wrong} the limit ({limit}; 95{NBSP}% CI {ci}).{scope}"
     if control["ci"] is None:
-        return f"The point estimate for {where} is {value}, within the limit {limit}, but no confidence interval could be estimated."
+        return (
+            f"The point estimate for {where} is {value}, within the limit ({limit}), but no confidence interval "
+            "could be estimated."
+        )
     return (
-        f"The point estimate for {where} is {value}, within the limit {limit}, but its 95{NBSP}% CI {ci} "
+        f"The point estimate for {where} is {value}, within the limit ({limit}), but its 95{NBSP}% CI {ci} "
         f"reaches {wrong} it, so the data cannot tell; more scenarios would narrow the interval."
     )
 
@@ -356,7 +364,6 @@ def _control_rows(bundle: EvidenceBundle) -> list[dict[str, Any]]:
                 "blocking": "blocking" if control["blocking"] else "advisory",
                 "decisive": control["decisive"] or NA,
                 "detail": decisive["detail"] if decisive else "",
-                "n_measurements": len(control["measurements"]),
                 "clauses": control["clauses"],
                 "reading": _control_reading(control),
             }
@@ -368,12 +375,12 @@ def _control_rows(bundle: EvidenceBundle) -> list[dict[str, Any]]:
 
 
 def _verdict(bundle: EvidenceBundle) -> dict[str, Any]:
+    """The overall verdict with a one-line note on what decided it."""
     verdict = bundle.verdict
     failed_advisory = [c["id"] for c in bundle.controls if not c["blocking"] and c["status"] == "fail"]
     if verdict["status"] == "fail":
-        note = f"Blocking control{'s' if len(verdict['failed_controls']) > 1 else ''} failed: " + ", ".join(
-            verdict["failed_controls"]
-        )
+        failed = verdict["failed_controls"]
+        note = f"Blocking control{'s' if len(failed) > 1 else ''} failed: {', '.join(failed)}."
     else:
         note = "No blocking control failed."
         if failed_advisory:
@@ -383,14 +390,13 @@ def _verdict(bundle: EvidenceBundle) -> dict[str, Any]:
         "label": verdict["status"].upper(),
         "note": note,
         "counts": [{"status": s, "n": n} for s, n in verdict["counts"].items()],
-        "exit_code": verdict["exit_code"],
     }
 
 
 def _cover(bundle: EvidenceBundle) -> dict[str, Any]:
+    """The cover page: key facts, fingerprint and verdict."""
     model, suite, policy = bundle.model, bundle.suite, bundle.policy
     return {
-        "model": model["spec"],
         "facts": [
             ("Model", model["spec"]),
             ("Architecture", f"{model.get('architecture') or NA} ({model.get('model_type') or NA})"),
@@ -407,41 +413,49 @@ def _cover(bundle: EvidenceBundle) -> dict[str, Any]:
 
 
 def _summary(bundle: EvidenceBundle, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The executive summary: verdict, what failed and why, the largest effect, decisions that flipped."""
+    """The executive summary: scope and verdict, then findings (what failed and why, largest effect, flips)."""
     suite, fairness = bundle.suite, bundle.fairness
     verdict = _verdict(bundle)
-    paragraphs = [
+    overview = (
         f"This audit put {fmt_int(fairness['n_cases'])} credit-decision prompts from "
-        f"{suite['n_scenarios_used']} of the {suite['n_scenarios_total']} scenarios of the suite “{suite['title']}” "
+        f"{suite['n_scenarios_used']} of the {suite['n_scenarios_total']} scenarios of the suite "
+        f"“{suite['title']}” "
         f"to the model {bundle.model['spec']} and judged the results under the policy “{bundle.policy['title']}”. "
         f"Overall verdict: {verdict['label']}. {verdict['note']} Of {len(rows)} controls, "
         f"{_count_phrase(bundle.verdict['counts'])}."
+    )
+    findings = [
+        {"lead": f"{row['title']} ({row['blocking']}): {row['status']}.", "text": row["reading"]}
+        for row in rows
+        if row["status"] in ("fail", "inconclusive", "not evaluated")
     ]
-    for row in rows:
-        if row["status"] in ("fail", "inconclusive"):
-            paragraphs.append(f"{row['title']} ({row['id']}, {row['blocking']}) — {row['status']}: {row['reading']}")
     largest = max(_counterfactual_groups(bundle), key=lambda ag: abs(ag[1]["mean_shift"]), default=None)
     if largest is not None:
         analysis, group = largest
-        paragraphs.append(
-            f"The largest counterfactual shift was for {analysis['property']} = {group['group']}: "
-            f"{_shift_sentence(bundle, analysis, group)}"
+        findings.append(
+            {
+                "lead": f"Largest counterfactual shift: {analysis['property']} = {group['group']}.",
+                "text": _shift_sentence(bundle, analysis, group),
+            }
         )
     flips, varied = _flip_counts(bundle)
-    paragraphs.append(
-        f"The model approved {fmt_pct(fairness['baseline_approval_rate'])} of the baseline applications "
-        f"(log-odds above {fmt_num(fairness['params']['decision_threshold'], 1)}); "
-        + (
-            f"no Yes/No decision changed in the {fmt_int(varied)} counterfactual cases."
-            if flips == 0
-            else f"{flips} of the {fmt_int(varied)} counterfactual cases ({fmt_pct(flips / varied)}) "
-            "received a different Yes/No decision from their baseline applicant."
-        )
+    flip_text = (
+        f"No approve/decline decision changed in the {fmt_int(varied)} counterfactual cases."
+        if flips == 0
+        else f"{flips} of the {fmt_int(varied)} counterfactual cases ({fmt_pct(flips / varied)}) received a "
+        "different approve/decline decision from their baseline applicant."
     )
-    return {"paragraphs": paragraphs, "controls": rows}
+    findings.append(
+        {
+            "lead": f"Decisions: {fmt_pct(fairness['baseline_approval_rate'])} of baseline applications approved.",
+            "text": flip_text,
+        }
+    )
+    return {"overview": overview, "findings": findings, "controls": rows}
 
 
 def _identity(bundle: EvidenceBundle) -> dict[str, Any]:
+    """Model identity: facts and the hash of every file that defines the model."""
     model = bundle.model
     gguf = model.get("source_gguf")
     return {
@@ -454,7 +468,7 @@ def _identity(bundle: EvidenceBundle) -> dict[str, Any]:
             ("Model type", model.get("model_type") or NA),
             ("Layers", fmt_int(model.get("layers"))),
             ("Parameters", fmt_int(model.get("parameters"))),
-            ("Weights dtype", model.get("dtype") or NA),
+            ("Dtype as loaded", model.get("dtype") or NA),
             ("License", model.get("license") or "not declared"),
         ],
         "hashes": [
@@ -469,13 +483,14 @@ def _identity(bundle: EvidenceBundle) -> dict[str, Any]:
 
 
 def _attribute_rows(bundle: EvidenceBundle) -> list[dict[str, Any]]:
+    """The protected attributes table: one row per attribute."""
     return [
         {
             "name": a["name"],
             "protected": ", ".join(a["protected"]),
             "baseline": a["baseline"]["text"],
             "n_values": len(a["values"]),
-            "values": "; ".join(v["text"] for v in a["values"]),
+            "value_texts": "; ".join(v["text"] for v in a["values"]),
             "description": a["description"],
         }
         for a in bundle.suite["attributes"]
@@ -490,13 +505,13 @@ def _value_sources(bundle: EvidenceBundle) -> list[dict[str, Any]]:
             continue
         grouped: dict[tuple[str, str], list[str]] = defaultdict(list)
         for value in [attribute["baseline"], *attribute["values"]]:
-            label = " x ".join(value["groups"][p] for p in attribute["protected"])
+            label = INTERSECTION.join(value["groups"][p] for p in attribute["protected"])
             text = value["text"] + (" (baseline)" if value is attribute["baseline"] else "")
             grouped[(label, value["source"] or NA)].append(text)
         tables.append(
             {
                 "attribute": attribute["name"],
-                "rows": [{"group": g, "source": s, "values": ", ".join(v)} for (g, s), v in grouped.items()],
+                "rows": [{"group": g, "source": s, "value_texts": ", ".join(v)} for (g, s), v in grouped.items()],
                 "citations": attribute["sources"],
             }
         )
@@ -529,14 +544,20 @@ def _scenario_rows(bundle: EvidenceBundle) -> list[dict[str, Any]]:
     return rows
 
 
+def _visible(token: str) -> str:
+    """A token's text with line breaks and tabs spelled out, so every character shows."""
+    return token.replace("\n", "\\n").replace("\t", "\\t")
+
+
 def _testset(bundle: EvidenceBundle) -> dict[str, Any]:
+    """The test set: suite facts, prompt pieces, attributes, value sources, scenarios."""
     suite, decision = bundle.suite, bundle.decision
     return {
         "suite": suite,
         "limited": suite["n_scenarios_used"] < suite["n_scenarios_total"],
         "limit": bundle.run.get("limit"),
         "verbaliser": {
-            side: [{"text": repr(t["text"])[1:-1], "id": t["id"]} for t in tokens]
+            side: [{"text": _visible(t["text"]), "id": t["id"]} for t in tokens]
             for side, tokens in decision.get("verbaliser", {}).items()
         },
         "system_prompt": decision.get("system_prompt") or suite.get("system_prompt"),
@@ -548,26 +569,32 @@ def _testset(bundle: EvidenceBundle) -> dict[str, Any]:
     }
 
 
-def _method(bundle: EvidenceBundle) -> dict[str, Any]:
+def _method(bundle: EvidenceBundle, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The method section: decision read-out, statistics, attribution and policy parameters."""
     attributions = bundle.attributions
     case_params = attributions["cases"][0]["params"] if attributions["cases"] else {}
     params = {**attributions["params"], **case_params}
     return {
+        "is_causal_lm": bundle.decision.get("family") == "causal-lm",
+        "small_model": 0 < (bundle.model.get("parameters") or 0) < SMALL_MODEL_PARAMETERS,
         "read_out": bundle.decision.get("read_out") or NA,
         "stats": bundle.fairness["params"],
         "attribution": {
             "title": attributions.get("title") or attributions["method"],
             "method": attributions["method"],
-            "params": [(k.replace("_", " "), v) for k, v in params.items()],
+            "params": [
+                (ATTRIBUTION_PARAM_LABELS.get(k, k.replace("_", " ").capitalize()), v) for k, v in params.items()
+            ],
             "selection": attributions["selection"],
         },
-        "controls": _control_rows(bundle),
+        "controls": rows,
         "fail_on_inconclusive": bundle.policy["fail_on_inconclusive"],
         "policy": bundle.policy,
     }
 
 
 def _shift_rows(analysis: dict[str, Any]) -> list[charts.ShiftRow]:
+    """Chart rows of one analysis."""
     return [
         charts.ShiftRow(
             label=g["group"], mean=g["mean_shift"], ci=tuple(g["shift_ci"]) if g["shift_ci"] else None,
@@ -587,14 +614,15 @@ def _analysis_readings(bundle: EvidenceBundle, analysis: dict[str, Any]) -> list
     reference = next((g for g in analysis["groups"] if g["is_reference"]), None)
     if reference and reference["mean_shift"] is not None:
         readings.append(
-            f"Other values of the reference group ({reference['group']}) than the baseline "
-            f"{_shift_effect(reference['mean_shift'], reference['shift_ci'])}; this is the variation from swapping "
-            "one value for another of the same group, a yardstick for the group effects above."
+            f"The other values of the reference group {reference['group']} "
+            f"{_shift_effect(reference['mean_shift'], reference['shift_ci'])}. They share the baseline's "
+            f"{analysis['property']}, so this change is not due to {analysis['property']}: compare the other groups "
+            "with it rather than with zero."
         )
     flipped = sum(round((g["flip_rate"] or 0) * g["n_counterfactual"]) for g in others)
     cases = sum(g["n_counterfactual"] for g in others)
     if cases and flipped == 0:
-        readings.append(f"No Yes/No decision changed in the {cases} counterfactual cases of other groups.")
+        readings.append(f"No approve/decline decision changed in the {cases} counterfactual cases of other groups.")
     elif cases:
         worst = max(others, key=lambda g: g["flip_rate"] or 0)
         readings.append(
@@ -602,7 +630,8 @@ def _analysis_readings(bundle: EvidenceBundle, analysis: dict[str, Any]) -> list
             f"{fmt_pct(worst['flip_rate'])} (95{NBSP}% CI {fmt_pct_ci(worst['flip_ci'])})."
         )
     ratios = [g for g in analysis["groups"] if g["impact_ratio"] is not None]
-    if ratios and all(g["approval_rate"] in (0.0, 1.0) and g["approval_rate"] == ratios[0]["approval_rate"] for g in ratios):
+    rates = {g["approval_rate"] for g in ratios}
+    if ratios and len(rates) == 1 and rates <= {0.0, 1.0}:
         readings.append(
             f"Every group was {'approved' if ratios[0]['approval_rate'] == 1.0 else 'declined'} in every case, "
             "so the impact ratios carry no information here."
@@ -611,13 +640,14 @@ def _analysis_readings(bundle: EvidenceBundle, analysis: dict[str, Any]) -> list
         low = min(ratios, key=lambda g: g["impact_ratio"])
         readings.append(
             f"Lowest impact ratio: {low['group']}, approved at {fmt_ratio(low['impact_ratio'])} times the rate of "
-            f"the most-approved group (95{NBSP}% CI {fmt_ratio_ci(low['impact_ci'])}; the four-fifths rule flags "
-            "ratios below 0.80)."
+            f"the most-approved group (95{NBSP}% CI {fmt_ratio_ci(low['impact_ci'])}; the four-fifths rule of thumb "
+            "flags ratios below 0.80)."
         )
     return readings
 
 
 def _fairness(bundle: EvidenceBundle) -> dict[str, Any]:
+    """Per analysis: group rows with policy statuses, a chart and readings; the answer-mass summary."""
     fairness = bundle.fairness
     threshold = _threshold(bundle, SHIFT_CONTROL)
     statuses = _measurement_status(bundle)
@@ -625,14 +655,14 @@ def _fairness(bundle: EvidenceBundle) -> dict[str, Any]:
     for index, analysis in enumerate(fairness["analyses"]):
         groups = []
         for g in analysis["groups"]:
-            label = _measurement_label(analysis, g)
+            key = (analysis["property"], g["group"])
             groups.append(
                 {
                     **g,
                     "odds_change": None if g["mean_shift"] is None else math.exp(g["mean_shift"]) - 1,
-                    "shift_status": statuses.get((SHIFT_CONTROL, label), ""),
-                    "flip_status": statuses.get((FLIP_CONTROL, label), ""),
-                    "impact_status": statuses.get((IMPACT_CONTROL, label), ""),
+                    "shift_status": statuses.get((SHIFT_CONTROL, *key), ""),
+                    "flip_status": statuses.get((FLIP_CONTROL, *key), ""),
+                    "impact_status": statuses.get((IMPACT_CONTROL, *key), ""),
                 }
             )
         attribute = _suite_attribute(bundle, analysis["attribute"])
@@ -699,7 +729,10 @@ def _mean_slot_shares(cases: list[dict[str, Any]]) -> list[tuple[str, float, str
     return [*slots, ("words outside any slot", outside / len(cases), "other")]
 
 
-def _attributed_case(bundle: EvidenceBundle, attribution: dict[str, Any], scenario_titles: dict[str, str]) -> dict[str, Any]:
+def _attributed_case(
+    bundle: EvidenceBundle, attribution: dict[str, Any], scenario_titles: dict[str, str]
+) -> dict[str, Any]:
+    """One attributed case: its shaded text, scores, completeness gap and protected-slot shares."""
     case = next((c for c in bundle.cases if c["case_id"] == attribution["case_id"]), None)
     score, reference = attribution["score"], attribution["reference_score"]
     difference = None if reference is None else score - reference
@@ -722,11 +755,11 @@ def _attributed_case(bundle: EvidenceBundle, attribution: dict[str, Any], scenar
         "protected_total": sum(share for _, share in protected),
         "protected": sorted(protected, key=lambda item: -item[1]),
         "text": _shaded_text(attribution),
-        "max_abs": max((abs(s) for s in attribution["word_scores"]), default=0.0),
     }
 
 
 def _attributions(bundle: EvidenceBundle) -> dict[str, Any]:
+    """The attribution section: mean slot shares (chart) and every attributed case."""
     attributions = bundle.attributions
     titles = {s["id"]: s["title"] for s in bundle.suite["scenarios"]}
     shares = _mean_slot_shares(attributions["cases"])
@@ -740,6 +773,7 @@ def _attributions(bundle: EvidenceBundle) -> dict[str, Any]:
 
 
 def _crosswalk(bundle: EvidenceBundle) -> dict[str, Any]:
+    """Clauses with the controls that evidence them and the catalog date."""
     evidence: dict[str, list[dict[str, str]]] = defaultdict(list)
     for control in bundle.controls:
         for clause in control["clauses"]:
@@ -780,13 +814,13 @@ def _limitations(bundle: EvidenceBundle) -> list[str]:
             f"{FEW_SCENARIOS} resampling units a bootstrap interval is unstable and tends to be too narrow, so "
             "passes that rest on these intervals are weak evidence."
         )
-    small = sorted(
-        {g["n_counterfactual"] for _, g in _counterfactual_groups(bundle) if g["n_counterfactual"] < FEW_CASES}
-    )
+    small = [g for _, g in _counterfactual_groups(bundle) if g["n_counterfactual"] < FEW_CASES and g["flip_ci"]]
     if small:
+        fewest = min(g["n_counterfactual"] for g in small)
+        widest = max(g["flip_ci"][1] for g in small)
         items.append(
-            f"Some groups have few counterfactual cases (as few as {small[0]}); their flip-rate intervals are wide "
-            "and a flip-rate control can then only be inconclusive, not pass."
+            f"Some groups have few counterfactual cases (as few as {fewest}), so their flip-rate intervals are wide: "
+            f"the upper end of a 95{NBSP}% flip-rate interval reaches {fmt_pct(widest)}."
         )
     mass = fairness["answer_mass"]
     if mass["n_unreliable"]:
@@ -818,6 +852,7 @@ def _limitations(bundle: EvidenceBundle) -> list[str]:
 
 
 def _attribution_limitations(bundle: EvidenceBundle) -> list[str]:
+    """Caveats on the attributions: non-random selection and completeness gaps."""
     cases = bundle.attributions["cases"]
     if not cases:
         return ["No case was attributed, so the explainability controls have no evidence."]
@@ -849,9 +884,8 @@ FIXED_LIMITATIONS = (
     "inside a lender's full decision process.",
     "Names are a noisy proxy for race/ethnicity and sex; a shift for a group of names can reflect reactions to "
     "particular names as much as to the group.",
-    "Attributions show how sensitive the decision score is to each word (Integrated Gradients relative to a "
-    "neutral reference input), not why the model decided as it did; they are not a causal explanation and not "
-    "by themselves adverse-action reasons.",
+    "Attributions show how sensitive the decision score is to each word relative to a reference input, not why "
+    "the model decided as it did; they are not a causal explanation and not by themselves adverse-action reasons.",
     "The decision score is read from the answer-word probabilities at one position with a fixed prompt, answer "
     "prefix and threshold of zero; other prompts, wordings or cut-offs can give different results.",
     "The regulatory crosswalk maps controls to clauses as evidence for a compliance review; it is not legal "
@@ -860,6 +894,7 @@ FIXED_LIMITATIONS = (
 
 
 def _reproducibility(bundle: EvidenceBundle) -> dict[str, Any]:
+    """Command, timings, environment, package versions and input hashes."""
     run, environment = bundle.run, bundle.run["environment"]
     packages = list(environment.get("packages", {}).items())
     half = (len(packages) + 1) // 2
@@ -908,7 +943,7 @@ def build_context(bundle: EvidenceBundle) -> dict[str, Any]:
         "summary": _summary(bundle, rows),
         "identity": _identity(bundle),
         "testset": _testset(bundle),
-        "method": _method(bundle),
+        "method": _method(bundle, rows),
         "fairness": _fairness(bundle),
         "attributions": _attributions(bundle),
         "crosswalk": _crosswalk(bundle),

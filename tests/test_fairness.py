@@ -51,6 +51,19 @@ def test_a_planted_race_effect_is_measured_with_a_ci_that_covers_it(suite):
     assert stats["n_scenarios"] == len(suite.scenarios)
 
 
+def test_group_gap_is_measured_against_the_whole_reference_group(suite):
+    """Only the baseline name scores higher: other groups are compared with all white names, not with it."""
+    records = scored_records(suite, lambda c: 0.0, noise=0.0)
+    for r in records:
+        if r["attribute"] is None:
+            r["score"] += 0.8
+    stats = counterfactual_statistics(suite, records, seed=0, n_resamples=200)
+    white = group(stats, "race", "white")
+    assert white["mean_shift"] == pytest.approx(-0.8, abs=1e-6), "the reference row shows name-to-name noise"
+    assert group(stats, "race", "black")["mean_shift"] == pytest.approx(-0.1, abs=1e-6), "0.8 spread over 8 names"
+    assert group(stats, "age", "81")["mean_shift"] == pytest.approx(-0.8, abs=1e-6), "a lone baseline value is the reference"
+
+
 def test_intersectional_groups_are_analysed(suite):
     records = scored_records(
         suite, lambda c: -1.0 if (c.groups["race"], c.groups["sex"]) == ("black", "female") else 0.0, limit=4

@@ -118,13 +118,15 @@ def load_suite(name_or_path: str) -> Suite:
     path = resolve_suite_path(name_or_path)
     data = path.read_bytes()
     label = path.name
+    bundled = name_or_path in bundled_suite_names()
     try:
         raw = yaml.safe_load(data)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise SuiteError(f"{label}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    return parse_suite(raw, label=label, source=str(path), sha256=hashlib.sha256(data).hexdigest())
+    source = f"bundled:{name_or_path}" if bundled else str(path)
+    return parse_suite(raw, label=label, source=source, sha256=hashlib.sha256(data).hexdigest())
 
 
 def parse_suite(raw: Any, *, label: str = "suite", source: str = "", sha256: str = "") -> Suite:

@@ -1,0 +1,23 @@
+"""Every example suite and policy shipped in examples/ is valid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from audit.policy import load_policy
+from audit.suites import expand, load_suite
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.mark.parametrize("path", sorted((EXAMPLES / "suites").glob("*.yaml")), ids=lambda p: p.name)
+def test_example_suite_is_valid(path):
+    suite = load_suite(str(path))
+    assert expand(suite)
+
+
+@pytest.mark.parametrize("path", sorted((EXAMPLES / "policies").glob("*.yaml")), ids=lambda p: p.name)
+def test_example_policy_is_valid(path):
+    assert load_policy(str(path)).controls

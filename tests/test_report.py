@@ -1,0 +1,58 @@
+"""The report: rendered from the bundle alone, suite text escaped, no URL outside the templates."""
+
+from __future__ import annotations
+
+import pytest
+
+import audit
+from audit.evidence import read_bundle
+from audit.report import TemplatesOnlyFetcher, check_url, render_html, templates_dir
+from tests.conftest import write_yaml
+
+HOSTILE = '<script>alert("x")</script><img src="https://evil.example/p.png">'
+
+
+@pytest.fixture(scope="module")
+def hostile_audit(tmp_path_factory, tiny_llama_dir, fair_lending_raw):
+    """An audit of a tiny model on a one-scenario suite whose text carries markup."""
+    import copy
+
+    raw = copy.deepcopy(fair_lending_raw)
+    raw["scenarios"] = raw["scenarios"][:1]
+    raw["scenarios"][0]["title"] = HOSTILE
+    first_factor = next(iter(raw["scenarios"][0]["values"]))
+    raw["scenarios"][0]["values"][first_factor] = HOSTILE
+    folder = tmp_path_factory.mktemp("hostile")
+    suite_path = write_yaml(folder / "hostile.yaml", raw)
+    result = audit.run(model=str(tiny_llama_dir), suite=str(suite_path), out=folder / "out", ig_steps=4, quiet=True)
+    return result
+
+
+def test_suite_text_is_escaped_in_the_html(hostile_audit):
+    html = hostile_audit.paths["report.html"].read_text()
+    assert "<script>" not in html and 'src="https://evil.example' not in html
+    assert "&lt;script&gt;" in html
+
+
+def test_report_renders_from_the_bundle_alone_and_deterministically(hostile_audit):
+    bundle = read_bundle(hostile_audit.paths["bundle.json"])
+    assert render_html(bundle) == render_html(bundle) == hostile_audit.paths["report.html"].read_text()
+
+
+@pytest.mark.parametrize(
+    "url", ["https://example.com/style.css", "http://localhost/x.png", "file:///etc/passwd", "ftp://x/y"]
+)
+def test_fetcher_refuses_urls_outside_the_templates(url):
+    with pytest.raises(ValueError, match="refused to fetch"):
+        check_url(url)
+    with pytest.raises(ValueError, match="refused to fetch"):
+        TemplatesOnlyFetcher().fetch(url)
+
+
+def test_fetcher_serves_the_stylesheet():
+    stylesheet = templates_dir() / "report.css"
+    response = TemplatesOnlyFetcher().fetch(stylesheet.resolve().as_uri())
+    try:
+        assert response.read() == stylesheet.read_bytes()
+    finally:
+        response.close()
