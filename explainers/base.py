@@ -10,8 +10,12 @@ are held fixed. Token scores are aggregated to words and slots by summation
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterator, Protocol
+
+import numpy as np
+import torch
 
 from explainers.spans import aggregate
 
@@ -41,9 +45,24 @@ class Attribution:
 
 class Explainer(Protocol):
     name: str
+    title: str
+    descriptive: bool  # True where the scores describe the model but do not explain its decision
     params: dict[str, Any]
 
     def explain(self, adapter, encoded) -> Attribution: ...
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Seed torch and numpy (captum samples with both) for one method call, then restore their state."""
+    torch_state, numpy_state = torch.random.get_rng_state(), np.random.get_state()
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        torch.random.set_rng_state(torch_state)
+        np.random.set_state(numpy_state)
 
 
 REGISTRY: dict[str, Callable[..., Explainer]] = {}

@@ -1,20 +1,21 @@
-"""Gradient attributions.
+"""Gradient attributions on the case-text embeddings (captum), one score per token.
 
-Integrated Gradients (Sundararajan, Taly & Yan 2017, "Axiomatic Attribution
-for Deep Networks") on the input embeddings of the case-text tokens:
+Vector attributions over the embedding dimension are summed to one score
+per token (for Saliency, whose map is unsigned, the absolute gradients are).
 
-    IG_i(x) = (x_i - x'_i) . integral_0^1 dF(x' + a (x - x')) / dx_i da,
-
-summed over the embedding dimension to give one score per token. The
-baseline x' equals the input everywhere outside the case text (chat markup,
-system prompt, question and answer prefix are not attributed) and, on the
-case-text tokens, the embedding of a neutral filler token: a lone space where
-the tokenizer has one, else its padding token, else the zero vector. (A zero
-embedding is far from every real input of a modern LM; measured on
-SmolLM2-135M its completeness gap stayed near 16 % at 64 steps.) Completeness says sum_i IG_i = F(x) - F(x');
-the integral is approximated with ``n_steps`` Gauss-Legendre nodes (captum),
-and the gap |sum_i IG_i - (F(x) - F(x'))| is reported as the convergence
-delta, never hidden.
+- Integrated Gradients (Sundararajan, Taly & Yan 2017):
+  IG_i = (x_i - x'_i) . integral_0^1 dF(x' + a (x - x')) / dx_i da, with
+  completeness sum_i IG_i = F(x) - F(x'); the integral uses ``n_steps``
+  Gauss-Legendre nodes and the gap |sum_i IG_i - (F(x) - F(x'))| is reported as
+  the convergence delta, never hidden. With the filler-token reference
+  (``explainers.region``) the median gap on SmolLM2-135M is about 5 % at 32
+  steps; a zero-embedding reference stayed near 16 % even at 64 steps.
+- Saliency (Simonyan, Vedaldi & Zisserman 2014): |dF/dx_i|, summed over
+  the embedding dimension.
+- Input x Gradient (Shrikumar et al. 2016): x_i . dF/dx_i.
+- GradientSHAP (Lundberg & Lee 2017, captum): the expected gradient over
+  references drawn from {filler reference, zero}, each blended with the
+  input at a random point, an approximation of SHAP values; seeded.
 """
 
 from __future__ import annotations
@@ -22,17 +23,17 @@ from __future__ import annotations
 import time
 
 import torch
-from captum.attr import IntegratedGradients
+from captum.attr import GradientShap, InputXGradient, IntegratedGradients, Saliency
 
-from explainers.base import Attribution, make_attribution, register
-
-DEFAULT_BATCH_TOKENS = 4096
+from explainers.base import Attribution, make_attribution, register, seeded
+from explainers.region import DEFAULT_BATCH_TOKENS, Region
 
 
 @register
 class LayerIntegratedGradients:
     name = "ig"
     title = "Integrated Gradients on input embeddings"
+    descriptive = False
 
     def __init__(self, n_steps: int = 32, method: str = "gausslegendre", batch_tokens: int = DEFAULT_BATCH_TOKENS):
         self.params = {"n_steps": n_steps, "method": method}
@@ -42,55 +43,94 @@ class LayerIntegratedGradients:
 
     def explain(self, adapter, encoded) -> Attribution:
         started = time.perf_counter()
-        start, end = encoded.region
-        input_ids = encoded.input_ids[None].to(adapter.device)
-        with torch.no_grad():
-            embeddings = adapter.embedding_layer(input_ids).float()
-        before, region, after = embeddings[:, :start], embeddings[:, start:end], embeddings[:, end:]
-        filler_id, filler_text = filler_token(adapter.tokenizer)
-        if filler_id is None:
-            reference = torch.zeros_like(region)
-        else:
-            with torch.no_grad():
-                filler = adapter.embedding_layer(torch.tensor([[filler_id]], device=adapter.device)).float()
-            reference = filler.expand_as(region).clone()
-        model_dtype = next(adapter.model.parameters()).dtype
-
-        def decision(region_embeddings: torch.Tensor) -> torch.Tensor:
-            rows = region_embeddings.shape[0]
-            full = torch.cat([before.expand(rows, -1, -1), region_embeddings, after.expand(rows, -1, -1)], dim=1)
-            return adapter.score(inputs_embeds=full.to(model_dtype))
-
-        internal_batch = max(1, self.batch_tokens // encoded.length)
-        attributions, delta = IntegratedGradients(decision).attribute(
-            region,
-            baselines=reference,
+        region = Region.of(adapter, encoded, self.batch_tokens)
+        attributions, delta = IntegratedGradients(region.forward).attribute(
+            region.region,
+            baselines=region.reference,
             n_steps=self.n_steps,
             method=self.method,
-            internal_batch_size=internal_batch,
+            internal_batch_size=region.rows_per_batch,
             return_convergence_delta=True,
         )
-        with torch.no_grad():
-            scores = decision(torch.cat([region, reference]))
-        token_scores = attributions.sum(-1)[0].tolist()
+        score, reference_score = region.scores_of_input_and_reference()
         return make_attribution(
             self.name,
-            {**self.params, "baseline": filler_text},
+            {**self.params, "baseline": region.reference_text},
             encoded,
-            token_scores,
-            score=float(scores[0]),
-            reference_score=float(scores[1]),
+            attributions.sum(-1)[0].tolist(),
+            score=score,
+            reference_score=reference_score,
             convergence_delta=float(delta.abs()[0]),
             forward_passes=self.n_steps + 3,
             seconds=time.perf_counter() - started,
         )
 
 
-def filler_token(tokenizer) -> tuple[int | None, str]:
-    """The neutral token that replaces the case text in the IG baseline, and its description."""
-    ids = tokenizer.encode(" ", add_special_tokens=False)
-    if len(ids) == 1:
-        return ids[0], f"case-text tokens replaced by the space token (id {ids[0]})"
-    if tokenizer.pad_token_id is not None:
-        return tokenizer.pad_token_id, f"case-text tokens replaced by the padding token (id {tokenizer.pad_token_id})"
-    return None, "case-text tokens replaced by the zero embedding"
+class _SingleGradient:
+    """Saliency and Input x Gradient: one forward and one backward pass."""
+
+    name = ""
+    title = ""
+    descriptive = False
+    captum_class = None
+    reduction = ""
+
+    def __init__(self):
+        self.params = {"reduction": self.reduction}
+
+    def explain(self, adapter, encoded) -> Attribution:
+        started = time.perf_counter()
+        region = Region.of(adapter, encoded)
+        method = self.captum_class(region.forward)
+        kwargs = {"abs": True} if self.captum_class is Saliency else {}
+        attributions = method.attribute(region.region.clone().requires_grad_(), **kwargs)
+        score, _ = region.scores_of_input_and_reference()
+        return make_attribution(
+            self.name, dict(self.params), encoded, attributions.sum(-1)[0].tolist(),
+            score=score, forward_passes=1, seconds=time.perf_counter() - started,
+        )
+
+
+@register
+class SaliencyMap(_SingleGradient):
+    name = "saliency"
+    title = "Saliency (absolute gradient)"
+    captum_class = Saliency
+    reduction = "sum of |dF/dx| over the embedding dimension"
+
+
+@register
+class InputTimesGradient(_SingleGradient):
+    name = "input-x-gradient"
+    title = "Input x Gradient"
+    captum_class = InputXGradient
+    reduction = "sum of x * dF/dx over the embedding dimension"
+
+
+@register
+class GradientSHAP:
+    name = "gradient-shap"
+    title = "GradientSHAP (expected gradients)"
+    descriptive = False
+
+    def __init__(self, n_samples: int = 16, stdevs: float = 0.0, seed: int = 0):
+        self.params = {"n_samples": n_samples, "stdevs": stdevs, "seed": seed}
+
+    def explain(self, adapter, encoded) -> Attribution:
+        started = time.perf_counter()
+        region = Region.of(adapter, encoded)
+        references = torch.cat([region.reference, torch.zeros_like(region.reference)])
+        with seeded(self.params["seed"]):
+            attributions = GradientShap(region.forward).attribute(
+                region.region, baselines=references, n_samples=self.params["n_samples"], stdevs=self.params["stdevs"]
+            )
+        score, reference_score = region.scores_of_input_and_reference()
+        return make_attribution(
+            self.name,
+            {**self.params, "baselines": f"{region.reference_text}; zero embedding"},
+            encoded,
+            attributions.sum(-1)[0].tolist(),
+            score=score,
+            forward_passes=self.params["n_samples"] + 2,
+            seconds=time.perf_counter() - started,
+        )

@@ -1,0 +1,54 @@
+"""Attention rollout (Abnar & Zuidema 2020): descriptive, not an explanation.
+
+With A_l the attention of layer l averaged over heads, each layer's mixing
+is modelled as 0.5 A_l + 0.5 I (the residual stream), rows renormalised, and
+the rollout is their product R = A'_L ... A'_1. The score of a case-text
+token is R[q, j] for the read-out position q (the answer position of a
+causal LM, [CLS] of a classifier). Attention weights say where information
+could flow, not what the decision depends on (Jain & Wallace 2019), so the
+report labels this method descriptive and no control relies on it.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from explainers.base import Attribution, make_attribution, register
+
+
+@register
+class AttentionRollout:
+    name = "attention-rollout"
+    title = "Attention rollout (descriptive)"
+    descriptive = True
+
+    def __init__(self, residual_weight: float = 0.5):
+        self.params = {"residual_weight": residual_weight}
+
+    @torch.inference_mode()
+    def explain(self, adapter, encoded) -> Attribution:
+        started = time.perf_counter()
+        model = adapter.model
+        previous = model.config._attn_implementation
+        model.set_attn_implementation("eager")  # fused kernels do not return attention weights
+        try:
+            output = model(input_ids=encoded.input_ids[None].to(adapter.device), output_attentions=True)
+        finally:
+            model.set_attn_implementation(previous)
+        weight = self.params["residual_weight"]
+        rollout = None
+        for attention in output.attentions:
+            mixed = attention[0].float().mean(0)
+            mixed = weight * torch.eye(mixed.shape[-1], device=mixed.device) + (1 - weight) * mixed
+            mixed = mixed / mixed.sum(-1, keepdim=True)
+            rollout = mixed if rollout is None else mixed @ rollout
+        query = 0 if adapter.family == "classifier" else encoded.length - 1
+        start, end = encoded.region
+        with torch.no_grad():
+            score = float(adapter.score(input_ids=encoded.input_ids[None].to(adapter.device)))
+        return make_attribution(
+            self.name, dict(self.params), encoded, rollout[query, start:end].tolist(),
+            score=score, forward_passes=2, seconds=time.perf_counter() - started,
+        )

@@ -1,0 +1,196 @@
+"""Perturbation attributions over words or slots, never half a word.
+
+A feature is a word of the case text (``unit="word"``) or a slot, with the
+words outside slots as one template feature (``unit="slot"``). Removing a
+feature replaces the embeddings of all its tokens with the filler-token
+reference (``explainers.region``); a feature's score is split evenly over its
+tokens, so token scores sum to word and slot scores.
+
+- Feature ablation (occlusion; Zeiler & Fergus 2014): F(x) - F(x with the
+  feature removed).
+- Shapley value sampling (Castro, Gomez & Tejada 2009): the feature's mean
+  marginal contribution over ``n_samples`` random feature orderings.
+- LIME (Ribeiro, Singh & Guestrin 2016): a ridge model fitted to ``n_samples``
+  random feature subsets, weighted by an exponential cosine kernel.
+- KernelSHAP (Lundberg & Lee 2017): the same regression with the Shapley kernel.
+- Partition SHAP (shap's PartitionExplainer; Owen values): Shapley values
+  along a hierarchy of features. The hierarchy respects our spans: words
+  merge within a slot first, then with their neighbours, in text order.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import shap
+import torch
+from captum._utils.models.linear_model import SkLearnRidge
+from captum.attr import FeatureAblation, KernelShap, Lime, ShapleyValueSampling
+from captum.attr._core.lime import get_exp_kernel_similarity_function
+from scipy.cluster.hierarchy import linkage
+
+from explainers.base import Attribution, make_attribution, register, seeded
+from explainers.region import UNITS, Region
+
+
+class _Perturbation:
+    """Shared run: build features, call ``_attribute``, spread feature scores over tokens."""
+
+    name = ""
+    title = ""
+    descriptive = False
+
+    def __init__(self, unit: str = "word", seed: int = 0, **params):
+        if unit not in UNITS:
+            raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
+        self.params = {"unit": unit, "seed": seed, **params}
+
+    def explain(self, adapter, encoded) -> Attribution:
+        started = time.perf_counter()
+        region = Region.of(adapter, encoded)
+        mask, groups = region.features(self.params["unit"])
+        with seeded(self.params["seed"]), torch.inference_mode():
+            feature_scores, evaluations = self._attribute(region, mask, len(groups))
+        score, reference_score = region.scores_of_input_and_reference()
+        return make_attribution(
+            self.name,
+            {**self.params, "baseline": region.reference_text, "features": len(groups)},
+            encoded,
+            region.spread(feature_scores, groups),
+            score=score,
+            reference_score=reference_score,
+            forward_passes=evaluations + 2,
+            seconds=time.perf_counter() - started,
+        )
+
+    def _attribute(self, region: Region, mask: torch.Tensor, n_features: int) -> tuple[list[float], int]:
+        raise NotImplementedError
+
+
+def _per_feature(attributions: torch.Tensor, mask: torch.Tensor, n_features: int) -> list[float]:
+    """captum returns each feature's score on every element of the feature; read it once per feature."""
+    flat_mask = mask[0, :, 0]
+    values = attributions[0, :, 0]
+    return [float(values[flat_mask == f][0]) for f in range(n_features)]
+
+
+@register
+class WordAblation(_Perturbation):
+    name = "feature-ablation"
+    title = "Feature ablation (occlusion)"
+
+    def _attribute(self, region, mask, n_features):
+        result = FeatureAblation(region.forward).attribute(
+            region.region, baselines=region.reference, feature_mask=mask,
+            perturbations_per_eval=region.rows_per_batch,
+        )
+        return _per_feature(result, mask, n_features), n_features
+
+
+@register
+class ShapleySampling(_Perturbation):
+    name = "shapley-sampling"
+    title = "Shapley value sampling"
+
+    def __init__(self, unit: str = "slot", n_samples: int = 8, seed: int = 0):
+        super().__init__(unit=unit, seed=seed, n_samples=n_samples)
+
+    def _attribute(self, region, mask, n_features):
+        result = ShapleyValueSampling(region.forward).attribute(
+            region.region, baselines=region.reference, feature_mask=mask, n_samples=self.params["n_samples"],
+            perturbations_per_eval=region.rows_per_batch,
+        )
+        return _per_feature(result, mask, n_features), self.params["n_samples"] * (n_features + 1)
+
+
+class _SurrogateModel(_Perturbation):
+    """LIME and KernelSHAP: a linear surrogate fitted on random feature subsets."""
+
+    def __init__(self, unit: str = "slot", n_samples: int = 64, seed: int = 0):
+        super().__init__(unit=unit, seed=seed, n_samples=n_samples)
+
+    def _explainer(self, forward):
+        raise NotImplementedError
+
+    def _attribute(self, region, mask, n_features):
+        result = self._explainer(region.forward).attribute(
+            region.region, baselines=region.reference, feature_mask=mask, n_samples=self.params["n_samples"],
+            perturbations_per_eval=region.rows_per_batch,
+        )
+        return _per_feature(result, mask, n_features), self.params["n_samples"]
+
+
+@register
+class LimeRidge(_SurrogateModel):
+    name = "lime"
+    title = "LIME (ridge surrogate)"
+
+    def _explainer(self, forward):
+        return Lime(
+            forward,
+            interpretable_model=SkLearnRidge(alpha=1.0),
+            similarity_func=get_exp_kernel_similarity_function("cosine", kernel_width=0.75),
+        )
+
+
+@register
+class KernelSHAP(_SurrogateModel):
+    name = "kernel-shap"
+    title = "KernelSHAP"
+
+    def _explainer(self, forward):
+        return KernelShap(forward)
+
+
+class SpanMasker(shap.maskers.Masker):
+    """A shap masker over our features: the input is a row of ones, a mask keeps or removes features.
+
+    Its clustering joins words within a slot first, then neighbours in text
+    order, so Partition SHAP coalitions never split a slot.
+    """
+
+    def __init__(self, slots: list[str | None]):
+        n = len(slots)
+        self.shape = (1, n)
+        distances = []
+        for i in range(n):
+            for j in range(i + 1, n):
+                same_slot = slots[i] is not None and slots[i] == slots[j]
+                distances.append(abs(i - j) * (0.01 if same_slot else 1.0) + (0 if same_slot else n))
+        self.clustering = linkage(np.asarray(distances), method="average") if n > 1 else np.zeros((0, 4))
+
+    def __call__(self, mask, x):
+        return (np.asarray(x, dtype=float) * mask).reshape(1, -1)
+
+
+@register
+class PartitionSHAP(_Perturbation):
+    name = "shap-partition"
+    title = "Partition SHAP (Owen values over the slot hierarchy)"
+
+    def __init__(self, unit: str = "word", max_evals: int = 128, seed: int = 0):
+        super().__init__(unit=unit, seed=seed, max_evals=max_evals)
+
+    def _attribute(self, region, mask, n_features):
+        _, groups = region.features(self.params["unit"])
+        slots = [region.encoded.words[g[0]].slot for g in groups]
+        flat_mask = mask[0, :, 0]
+        evaluations = 0
+
+        def model(keep: np.ndarray) -> np.ndarray:
+            nonlocal evaluations
+            keep_tokens = torch.as_tensor(keep, dtype=torch.bool, device=flat_mask.device)[:, flat_mask]
+            scores = []
+            for rows in torch.split(keep_tokens, region.rows_per_batch):
+                blended = torch.where(rows[:, :, None], region.region, region.reference)
+                scores.append(region.forward(blended))
+            evaluations += len(keep)
+            return torch.cat(scores).cpu().numpy()
+
+        explainer = shap.PartitionExplainer(model, SpanMasker(slots))
+        explanation = explainer(
+            np.ones((1, n_features)), max_evals=max(self.params["max_evals"], 2 * n_features + 1),
+            batch_size=region.rows_per_batch, silent=True,
+        )
+        return [float(v) for v in explanation.values[0]], evaluations

@@ -1,0 +1,111 @@
+"""The attributed region as a differentiable function of its embeddings.
+
+Every method attributes the decision score F to the embeddings of the
+case-text tokens only. ``Region`` holds the fixed embeddings before and after
+the case text (chat markup, question, answer prefix), the case-text
+embeddings x, and the reference input x' that replaces them: the embedding
+of a neutral filler token (a lone space where the tokenizer has one, else
+its padding token, else zero). ``Region.forward`` maps a batch of case-text
+embeddings to decision scores, so captum methods see one plain tensor input.
+
+Perturbation methods work on features, never half a word: ``feature_mask``
+gives each token the index of its word (``unit="word"``) or of its slot, with
+all words outside slots as one template feature (``unit="slot"``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+DEFAULT_BATCH_TOKENS = 4096
+UNITS = ("word", "slot")
+
+
+def filler_token(tokenizer) -> tuple[int | None, str]:
+    """The neutral token that replaces the case text in the reference input, and its description."""
+    ids = tokenizer.encode(" ", add_special_tokens=False)
+    if len(ids) == 1:
+        return ids[0], f"case-text tokens replaced by the space token (id {ids[0]})"
+    if tokenizer.pad_token_id is not None:
+        return tokenizer.pad_token_id, f"case-text tokens replaced by the padding token (id {tokenizer.pad_token_id})"
+    return None, "case-text tokens replaced by the zero embedding"
+
+
+@dataclass
+class Region:
+    adapter: object
+    encoded: object
+    before: torch.Tensor  # [1, s, d] fixed
+    region: torch.Tensor  # [1, n, d] attributed
+    after: torch.Tensor  # [1, t, d] fixed
+    reference: torch.Tensor  # [1, n, d] the reference input x'
+    reference_text: str
+    batch_tokens: int = DEFAULT_BATCH_TOKENS
+
+    @classmethod
+    def of(cls, adapter, encoded, batch_tokens: int = DEFAULT_BATCH_TOKENS) -> "Region":
+        start, end = encoded.region
+        input_ids = encoded.input_ids[None].to(adapter.device)
+        with torch.no_grad():
+            embeddings = adapter.embedding_layer(input_ids).float()
+        region = embeddings[:, start:end]
+        filler_id, reference_text = filler_token(adapter.tokenizer)
+        if filler_id is None:
+            reference = torch.zeros_like(region)
+        else:
+            with torch.no_grad():
+                filler = adapter.embedding_layer(torch.tensor([[filler_id]], device=adapter.device)).float()
+            reference = filler.expand_as(region).clone()
+        return cls(
+            adapter=adapter, encoded=encoded, before=embeddings[:, :start], region=region,
+            after=embeddings[:, end:], reference=reference, reference_text=reference_text, batch_tokens=batch_tokens,
+        )
+
+    @property
+    def rows_per_batch(self) -> int:
+        """How many full prompts fit the token budget of one forward pass."""
+        return max(1, self.batch_tokens // self.encoded.length)
+
+    def forward(self, region_embeddings: torch.Tensor) -> torch.Tensor:
+        """Decision scores [batch] for a batch of case-text embeddings [batch, n, d]."""
+        rows = region_embeddings.shape[0]
+        full = torch.cat(
+            [self.before.expand(rows, -1, -1), region_embeddings, self.after.expand(rows, -1, -1)], dim=1
+        )
+        dtype = next(self.adapter.model.parameters()).dtype
+        return self.adapter.score(inputs_embeds=full.to(dtype))
+
+    @torch.no_grad()
+    def scores_of_input_and_reference(self) -> tuple[float, float]:
+        scores = self.forward(torch.cat([self.region, self.reference]))
+        return float(scores[0]), float(scores[1])
+
+    def features(self, unit: str) -> tuple[torch.Tensor, list[list[int]]]:
+        """(feature mask [1, n, 1] of feature ids per token, the word indices of each feature)."""
+        words = self.encoded.words
+        if unit == "word":
+            groups = [[i] for i in range(len(words))]
+        elif unit == "slot":
+            slots = list(dict.fromkeys(w.slot for w in words if w.slot is not None))
+            groups = [[i for i, w in enumerate(words) if w.slot == s] for s in slots]
+            template = [i for i, w in enumerate(words) if w.slot is None]
+            if template:
+                groups.append(template)
+        else:
+            raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
+        mask = torch.zeros(len(self.encoded.tokens), dtype=torch.long)
+        for feature, word_indices in enumerate(groups):
+            for w in word_indices:
+                mask[list(words[w].tokens)] = feature
+        return mask.view(1, -1, 1).to(self.region.device), groups
+
+    def spread(self, feature_scores: list[float], groups: list[list[int]]) -> list[float]:
+        """Token scores from feature scores: each feature's score split evenly over its tokens."""
+        token_scores = [0.0] * len(self.encoded.tokens)
+        for score, word_indices in zip(feature_scores, groups):
+            tokens = [t for w in word_indices for t in self.encoded.words[w].tokens]
+            for t in tokens:
+                token_scores[t] = score / len(tokens)
+        return token_scores
