@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass
 
 import matplotlib
+import numpy as np
 from markupsafe import Markup
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
@@ -172,4 +173,26 @@ def slot_share_chart(slots: list[tuple[str, float, str]], salt: str) -> Markup:
         present = dict.fromkeys(kind for _, _, kind in slots)
         handles = [Patch(color=COLOURS[kind], label=kinds[kind]) for kind in present]
         ax.legend(handles=handles, loc="lower right", bbox_to_anchor=(1, 1), ncols=len(handles), borderaxespad=0.2)
+        return _to_svg(fig, salt)
+
+
+def agreement_chart(labels: list[str], matrix: list[list[float | None]], salt: str) -> Markup:
+    """Heatmap of the mean Kendall tau between every pair of methods, values printed in the cells."""
+    n = len(labels)
+    values = np.array([[np.nan if v is None else v for v in row] for row in matrix], dtype=float)
+    with matplotlib.rc_context(STYLE):
+        fig = _new_figure(1.0 + 0.32 * n)
+        ax = fig.add_subplot()
+        # pcolormesh stays vector in SVG (imshow would embed a raster image the PDF renderer may not load)
+        ax.pcolormesh(values, cmap="RdBu", vmin=-1, vmax=1, edgecolors="#ffffff", linewidth=0.5)
+        ax.set_aspect("equal")
+        ax.invert_yaxis()
+        for i in range(n):
+            for j in range(n):
+                if np.isfinite(values[i, j]):
+                    ax.text(j + 0.5, i + 0.5, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=6.5,
+                            color="#ffffff" if abs(values[i, j]) > 0.6 else INK)
+        ticks = np.arange(n) + 0.5
+        ax.set_xticks(ticks, [_literal(label) for label in labels], rotation=30, ha="right")
+        ax.set_yticks(ticks, [_literal(label) for label in labels])
         return _to_svg(fig, salt)

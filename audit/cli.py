@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from audit.errors import AuditError
+from audit.explaining import DEFAULT_METHODS
 from audit.models.loading import DEVICES, DTYPES
 from audit.models.spec import DEFAULT_MODEL
 from audit.pipeline import DEFAULT_IG_STEPS, DEFAULT_OUT, DEFAULT_SUITE
@@ -54,15 +55,17 @@ def main():
 @click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True)
 @click.option("--ig-steps", type=int, default=DEFAULT_IG_STEPS, show_default=True,
               help="Integration steps of Integrated Gradients.")
+@click.option("--methods", default=None,
+              help="Comma-separated attribution methods (default: " + ",".join(DEFAULT_METHODS) + ").")
 @click.option("--allow-pickle", is_flag=True, help="Allow pickle weight files (.bin/.pt); they can run code on load.")
 @click.option("--trust-remote-code", is_flag=True, help="Allow model code shipped with the weights to run.")
-def run(model, suite, policy, out, limit, seed, device, dtype, ig_steps, allow_pickle, trust_remote_code):
+def run(model, suite, policy, out, limit, seed, device, dtype, ig_steps, methods, allow_pickle, trust_remote_code):
     """Audit a model on a suite and write the evidence bundle and PDF report."""
     from audit.pipeline import run as run_audit
 
     result = run_audit(
         model=model, suite=suite, policy=policy, out=out, limit=limit, seed=seed, device=device, dtype=dtype,
-        ig_steps=ig_steps, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
+        ig_steps=ig_steps, methods=methods, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
         command_line=["audit", *sys.argv[1:]],
     )
     click.echo(summary_table(result.bundle.controls, result.bundle.verdict, result.paths.get("report.pdf")))

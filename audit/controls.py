@@ -178,7 +178,8 @@ CONTROLS: dict[str, ControlDefinition] = {
             "protected-attribution-share",
             "Attribution share of protected attributes",
             "How much of the explanation of a decision rests on the words that carry protected attributes?",
-            "mean over attributed cases of the share of |Integrated Gradients| mass on protected slots; "
+            "mean over attributed cases of the share of |attribution| mass (primary method, Integrated Gradients "
+            "by default) on protected slots; "
             "95 % bootstrap CI over cases",
             "max",
             "share",

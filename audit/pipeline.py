@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
-import explainers
 from audit import __version__
 from audit.errors import AuditError
+from audit.explaining import parse_methods, run_explainers
 from audit.evidence import BUNDLE_FILE, EvidenceBundle, check_output_dir, environment, utc_now, write_outputs
 from audit.fairness import counterfactual_statistics, decision_of
 from audit.models import DEFAULT_MODEL, load_model, make_adapter, parse_model_spec
@@ -58,6 +58,7 @@ def run(
     device: str = "cpu",
     dtype: str = "float32",
     ig_steps: int = DEFAULT_IG_STEPS,
+    methods: str | None = None,
     allow_pickle: bool = False,
     trust_remote_code: bool = False,
     render: bool = True,
@@ -80,6 +81,7 @@ def run(
     check_weights(spec, allow_pickle)
     the_suite = load_suite(suite)
     the_policy = load_policy(policy)
+    chosen_methods = parse_methods(methods)
     _seed_everything(seed)
 
     stage = time.monotonic()
@@ -107,26 +109,10 @@ def run(
     timings["statistics"] = time.monotonic() - stage
 
     stage = time.monotonic()
-    explainer = explainers.get("ig", n_steps=ig_steps)
-    chosen = select_for_attribution(records)
-    by_id = {e.case.case_id: e for e in encoded}
-    progress = Progress("attribution (integrated gradients)", len(chosen), quiet=quiet)
-    attributed = []
-    for case_id, reason in chosen:
-        attribution = explainer.explain(adapter, by_id[case_id]).to_dict()
-        attribution["protected_slots"] = list(by_id[case_id].case.protected_slots)
-        attribution["why"] = reason
-        attributed.append(attribution)
-        progress.advance()
-    progress.close()
-    attributions = {
-        "method": explainer.name,
-        "title": explainer.title,
-        "params": attributed[0]["params"] if attributed else explainer.params,
-        "selection": "the baseline case of every scenario and, per scenario, the counterfactual case whose "
-        "decision score moved most",
-        "cases": attributed,
-    }
+    attributions = run_explainers(
+        adapter, {e.case.case_id: e for e in encoded}, records, chosen_methods, ig_steps=ig_steps, seed=seed,
+        quiet=quiet,
+    )
     timings["attribution"] = time.monotonic() - stage
 
     controls = evaluate(the_policy, {"fairness": fairness, "attributions": attributions}, fairness["params"])
@@ -198,20 +184,6 @@ def _case_records(encoded, scores: list[float], masses: list[float]) -> list[dic
             }
         )
     return records
-
-
-def select_for_attribution(records: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """Per scenario: its baseline case and the counterfactual case with the largest |shift|, with the reason."""
-    chosen = []
-    for pair in dict.fromkeys(r["pair_id"] for r in records):
-        family = [r for r in records if r["pair_id"] == pair]
-        baseline = next(r for r in family if r["attribute"] is None)
-        chosen.append((baseline["case_id"], "baseline applicant"))
-        variants = [r for r in family if r["attribute"] is not None]
-        if variants:
-            moved = max(variants, key=lambda r: abs(r["shift"]))
-            chosen.append((moved["case_id"], f"largest counterfactual shift in its scenario ({moved['shift']:+.3f})"))
-    return chosen
 
 
 def suite_summary(suite: Suite, limit: int | None) -> dict[str, Any]:

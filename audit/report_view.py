@@ -25,6 +25,7 @@ from markupsafe import Markup
 from audit import charts
 from audit.evidence import BUNDLE_FILE, MANIFEST_FILE, EvidenceBundle
 from audit.fairness import INTERSECTION
+from audit.report_trust import trust_context
 
 NBSP = "\u00a0"
 NA = "n/a"
@@ -946,6 +947,7 @@ def build_context(bundle: EvidenceBundle) -> dict[str, Any]:
         "method": _method(bundle, rows),
         "fairness": _fairness(bundle),
         "attributions": _attributions(bundle),
+        "trust": trust_context(bundle),
         "crosswalk": _crosswalk(bundle),
         "limitations": _limitations(bundle),
         "repro": _reproducibility(bundle),

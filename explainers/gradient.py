@@ -113,7 +113,7 @@ class GradientSHAP:
     title = "GradientSHAP (expected gradients)"
     descriptive = False
 
-    def __init__(self, n_samples: int = 16, stdevs: float = 0.0, seed: int = 0):
+    def __init__(self, n_samples: int = 8, stdevs: float = 0.0, seed: int = 0):
         self.params = {"n_samples": n_samples, "stdevs": stdevs, "seed": seed}
 
     def explain(self, adapter, encoded) -> Attribution:

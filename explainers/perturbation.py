@@ -41,7 +41,7 @@ class _Perturbation:
     title = ""
     descriptive = False
 
-    def __init__(self, unit: str = "word", seed: int = 0, **params):
+    def __init__(self, unit: str = "slot", seed: int = 0, **params):
         if unit not in UNITS:
             raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
         self.params = {"unit": unit, "seed": seed, **params}
@@ -169,7 +169,7 @@ class PartitionSHAP(_Perturbation):
     name = "shap-partition"
     title = "Partition SHAP (Owen values over the slot hierarchy)"
 
-    def __init__(self, unit: str = "word", max_evals: int = 128, seed: int = 0):
+    def __init__(self, unit: str = "slot", max_evals: int = 128, seed: int = 0):
         super().__init__(unit=unit, seed=seed, max_evals=max_evals)
 
     def _attribute(self, region, mask, n_features):

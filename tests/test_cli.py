@@ -46,6 +46,8 @@ def assert_one_line_error(result, *fragments):
         (["--limit", "0"], ["--limit"]),
         (["--limit", "many"], ["--limit", "many"]),
         (["--no-such-flag"], ["--no-such-flag"]),
+        (["--methods", "ig,telepathy"], ["--methods", "telepathy"]),
+        (["--methods", "attention-rollout"], ["--methods", "descriptive only"]),
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, monkeypatch, args, fragments):

@@ -1,0 +1,122 @@
+"""The attribution stage: which methods run on which cases, and what goes into the bundle.
+
+- The primary method (Integrated Gradients unless ``--methods`` leaves it
+  out) explains the *explained cases*: per scenario the baseline case and the
+  counterfactual case whose decision moved most. The report shades their
+  words and the attribution controls read them.
+- Every method of ``--methods`` explains the *comparison cases* (the
+  baseline case of every scenario), so methods can be compared case by case
+  (cost, slot shares, rank agreement).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import explainers
+from audit.errors import AuditError
+from audit.progress import Progress
+from explainers.faithfulness import rank_agreement
+
+DEFAULT_METHODS = ("ig", "saliency", "input-x-gradient", "gradient-shap", "feature-ablation", "attention-rollout")
+PRIMARY_PREFERENCE = "ig"
+
+
+def parse_methods(text: str | None) -> list[str]:
+    """``"ig,lime"`` -> ["ig", "lime"]; unknown names and descriptive-only sets are bad input."""
+    if text is None:
+        return list(DEFAULT_METHODS)
+    names = list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    unknown = [n for n in names if n not in explainers.REGISTRY]
+    if unknown or not names:
+        known = ", ".join(sorted(explainers.REGISTRY))
+        raise AuditError(f"--methods: unknown method {unknown[0] if unknown else text!r} (known: {known})")
+    if all(explainers.REGISTRY[n].descriptive for n in names):
+        raise AuditError(f"--methods: {', '.join(names)} is descriptive only; add an explanatory method such as ig")
+    return names
+
+
+def primary_method(methods: list[str]) -> str:
+    if PRIMARY_PREFERENCE in methods:
+        return PRIMARY_PREFERENCE
+    return next(n for n in methods if not explainers.REGISTRY[n].descriptive)
+
+
+def select_explained(records: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """Per scenario: its baseline case and the counterfactual case with the largest |shift|, with the reason."""
+    chosen = []
+    for pair in dict.fromkeys(r["pair_id"] for r in records):
+        family = [r for r in records if r["pair_id"] == pair]
+        baseline = next(r for r in family if r["attribute"] is None)
+        chosen.append((baseline["case_id"], "baseline applicant"))
+        variants = [r for r in family if r["attribute"] is not None]
+        if variants:
+            moved = max(variants, key=lambda r: abs(r["shift"]))
+            chosen.append((moved["case_id"], f"largest counterfactual shift in its scenario ({moved['shift']:+.3f})"))
+    return chosen
+
+
+def run_explainers(
+    adapter, encoded: dict, records: list[dict[str, Any]], methods: list[str], *, ig_steps: int, seed: int,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Attributions of the primary method on the explained cases and of every method on the comparison cases."""
+    primary = primary_method(methods)
+    instances = {n: explainers.get(n, n_steps=ig_steps) if n == "ig" else explainers.get(n) for n in methods}
+    explained = select_explained(records)
+    comparison = [case_id for case_id, reason in explained if reason == "baseline applicant"]
+    jobs = [(primary, case_id) for case_id, _ in explained]
+    jobs += [(n, case_id) for n in methods if n != primary for case_id in comparison]
+    results: dict[str, dict[str, dict]] = {n: {} for n in methods}
+    progress = Progress("attribution", len(jobs), unit="method x case runs", quiet=quiet)
+    for name, case_id in jobs:
+        attribution = instances[name].explain(adapter, encoded[case_id]).to_dict()
+        attribution["protected_slots"] = list(encoded[case_id].case.protected_slots)
+        results[name][case_id] = attribution
+        progress.advance()
+    progress.close()
+
+    reasons = dict(explained)
+    primary_cases = [{**results[primary][case_id], "why": reasons[case_id]} for case_id, _ in explained]
+    return {
+        "method": primary,
+        "title": instances[primary].title,
+        "params": primary_cases[0]["params"] if primary_cases else instances[primary].params,
+        "selection": "the baseline case of every scenario and, per scenario, the counterfactual case whose "
+        "decision score moved most",
+        "cases": primary_cases,
+        "comparison": {
+            "selection": "the baseline case of every scenario, explained by every method",
+            "case_ids": comparison,
+            "methods": [_method_summary(instances[n], results[n], comparison) for n in methods],
+            "agreement": rank_agreement(
+                {n: {c: results[n][c]["word_scores"] for c in comparison} for n in methods}, seed=seed
+            ),
+        },
+    }
+
+
+def _method_summary(explainer, results: dict[str, dict], case_ids: list[str]) -> dict[str, Any]:
+    cases = [results[c] for c in case_ids]
+    return {
+        "name": explainer.name,
+        "title": explainer.title,
+        "descriptive": explainer.descriptive,
+        "params": cases[0]["params"] if cases else explainer.params,
+        "mean_seconds": sum(c["seconds"] for c in cases) / len(cases) if cases else None,
+        "mean_forward_passes": sum(c["forward_passes"] for c in cases) / len(cases) if cases else None,
+        "cases": [
+            {
+                "case_id": c["case_id"],
+                "word_scores": c["word_scores"],
+                "slot_shares": c["slot_shares"],
+                "slot_scores": c["slot_scores"],
+                "protected_slots": c["protected_slots"],
+                "score": c["score"],
+                "convergence_delta": c["convergence_delta"],
+                "seconds": c["seconds"],
+                "forward_passes": c["forward_passes"],
+            }
+            for c in cases
+        ],
+    }

@@ -1,0 +1,59 @@
+"""Report context for "Can these explanations be trusted?": methods side by side on the same cases.
+
+Built from ``bundle.attributions["comparison"]`` alone: per method its
+parameters, cost per case, the share of attribution on protected slots, and
+its rank agreement with the primary method; plus the agreement matrix.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from audit import charts
+from audit.evidence import EvidenceBundle
+
+
+def _protected_share(case: dict[str, Any]) -> float:
+    return sum(case["slot_shares"].get(slot, 0.0) for slot in case["protected_slots"])
+
+
+def _agreement_with(agreement: dict[str, Any], a: str, b: str) -> dict[str, Any] | None:
+    return next((p for p in agreement["pairs"] if set(p["methods"]) == {a, b}), None)
+
+
+def trust_context(bundle: EvidenceBundle) -> dict[str, Any] | None:
+    comparison = bundle.attributions.get("comparison")
+    if not comparison or not comparison["methods"]:
+        return None
+    primary = bundle.attributions["method"]
+    agreement = comparison["agreement"]
+    rows = []
+    for method in comparison["methods"]:
+        shares = [_protected_share(c) for c in method["cases"]]
+        pair = None if method["name"] == primary else _agreement_with(agreement, method["name"], primary)
+        rows.append({
+            "name": method["name"],
+            "title": method["title"],
+            "descriptive": method["descriptive"],
+            "params": ", ".join(f"{k} = {v}" for k, v in method["params"].items()),
+            "seconds": method["mean_seconds"],
+            "forward_passes": method["mean_forward_passes"],
+            "protected_share": float(np.mean(shares)) if shares else None,
+            "tau_primary": None if pair is None else pair["mean_tau"],
+            "tau_primary_ci": None if pair is None else pair["ci"],
+        })
+    explanatory = [p for p in agreement["pairs"] if p["mean_tau"] is not None]
+    lowest = min(explanatory, key=lambda p: p["mean_tau"], default=None)
+    highest = max(explanatory, key=lambda p: p["mean_tau"], default=None)
+    return {
+        "primary": primary,
+        "n_cases": len(comparison["case_ids"]),
+        "selection": comparison["selection"],
+        "rows": rows,
+        "statistic": agreement["statistic"],
+        "lowest": lowest,
+        "highest": highest,
+        "chart": charts.agreement_chart(agreement["methods"], agreement["matrix"], salt="agreement"),
+    }

@@ -1,0 +1,65 @@
+"""The attribution stage: method selection, the comparison set and the agreement matrix."""
+
+from __future__ import annotations
+
+import pytest
+
+import audit
+import explainers
+from audit.errors import AuditError
+from audit.explaining import DEFAULT_METHODS, parse_methods, primary_method
+
+
+def test_method_list_parsing():
+    assert parse_methods(None) == list(DEFAULT_METHODS)
+    assert parse_methods(" lime, ig ,lime") == ["lime", "ig"]
+    assert primary_method(["lime", "ig"]) == "ig"
+    assert primary_method(["attention-rollout", "lime"]) == "lime"
+    with pytest.raises(AuditError, match="--methods: unknown method 'magic'"):
+        parse_methods("ig,magic")
+    with pytest.raises(AuditError, match="descriptive only"):
+        parse_methods("attention-rollout")
+
+
+def test_default_methods_are_at_least_six_and_mostly_explanatory():
+    assert len(DEFAULT_METHODS) >= 6
+    assert sum(not explainers.REGISTRY[n].descriptive for n in DEFAULT_METHODS) >= 5
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory, tiny_llama_dir):
+    out = tmp_path_factory.mktemp("explaining") / "out"
+    return audit.run(model=str(tiny_llama_dir), out=out, limit=5, ig_steps=4, render=False, quiet=True,
+                     methods="ig,saliency,lime,attention-rollout").bundle
+
+
+def test_primary_method_explains_baselines_and_largest_shifts(bundle):
+    attributions = bundle.attributions
+    assert attributions["method"] == "ig"
+    baselines = [c for c in bundle.cases if c["attribute"] is None]
+    assert len(attributions["cases"]) == 2 * len(baselines)
+    for case in attributions["cases"]:
+        if case["why"] != "baseline applicant":
+            family = [c for c in bundle.cases if c["pair_id"] == case["case_id"].split("/")[0] and c["attribute"]]
+            assert abs(next(c for c in family if c["case_id"] == case["case_id"])["shift"]) == max(
+                abs(c["shift"]) for c in family
+            )
+
+
+def test_every_method_explains_the_comparison_cases_and_agreement_is_a_correlation_matrix(bundle):
+    comparison = bundle.attributions["comparison"]
+    names = [m["name"] for m in comparison["methods"]]
+    assert names == ["ig", "saliency", "lime", "attention-rollout"]
+    for method in comparison["methods"]:
+        assert [c["case_id"] for c in method["cases"]] == comparison["case_ids"]
+        assert method["mean_seconds"] > 0 and method["mean_forward_passes"] >= 1
+    assert next(m for m in comparison["methods"] if m["name"] == "attention-rollout")["descriptive"]
+    matrix = comparison["agreement"]["matrix"]
+    for i, row in enumerate(matrix):
+        assert row[i] == 1.0
+        for j, value in enumerate(row):
+            assert value == matrix[j][i] and -1.0 <= value <= 1.0
+    for pair in comparison["agreement"]["pairs"]:
+        assert pair["n_cases"] == 5
+        low, high = pair["ci"]
+        assert low <= pair["mean_tau"] <= high
