@@ -1,12 +1,17 @@
 """The attribution stage: which methods run on which cases, and what goes into the bundle.
 
 - The primary method (Integrated Gradients unless ``--methods`` leaves it
-  out) explains the *explained cases*: per scenario the baseline case and the
-  counterfactual case whose decision moved most. The report shades their
-  words and the attribution controls read them.
+  out) explains the *explained cases*: every scenario's baseline case and
+  the ``EXPLAINED_COUNTERFACTUALS`` counterfactual cases whose decision moved
+  most (at most one per scenario). The report shades their words and the
+  attribution controls read them.
 - Every method of ``--methods`` explains the *comparison cases* (the
   baseline case of every scenario), so methods can be compared case by case
   (cost, slot shares, rank agreement).
+- Erasure faithfulness (ERASER comprehensiveness and sufficiency) of every
+  method, and of a random word ordering as the floor, on the first
+  ``FAITHFULNESS_CASES`` comparison cases; each method's gain over random
+  carries a paired bootstrap CI.
 """
 
 from __future__ import annotations
@@ -16,10 +21,14 @@ from typing import Any
 import explainers
 from audit.errors import AuditError
 from audit.progress import Progress
-from explainers.faithfulness import rank_agreement
+from explainers.faithfulness import BINS, erasure_curves, gain_over_random, rank_agreement, word_order
+from explainers.region import Region
 
 DEFAULT_METHODS = ("ig", "saliency", "input-x-gradient", "gradient-shap", "feature-ablation", "attention-rollout")
 PRIMARY_PREFERENCE = "ig"
+FAITHFULNESS_CASES = 6
+EXPLAINED_COUNTERFACTUALS = 6
+RANDOM = "random"
 
 
 def parse_methods(text: str | None) -> list[str]:
@@ -42,17 +51,27 @@ def primary_method(methods: list[str]) -> str:
     return next(n for n in methods if not explainers.REGISTRY[n].descriptive)
 
 
-def select_explained(records: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """Per scenario: its baseline case and the counterfactual case with the largest |shift|, with the reason."""
-    chosen = []
+def select_explained(records: list[dict[str, Any]], max_counterfactuals: int) -> list[tuple[str, str]]:
+    """Every scenario's baseline case, plus the counterfactual cases whose decision moved most.
+
+    Each scenario offers its largest-|shift| counterfactual; the ``max_counterfactuals`` largest of those are
+    kept, listed after their scenario's baseline. Returns (case id, reason) pairs.
+    """
+    candidates = {}
     for pair in dict.fromkeys(r["pair_id"] for r in records):
-        family = [r for r in records if r["pair_id"] == pair]
-        baseline = next(r for r in family if r["attribute"] is None)
-        chosen.append((baseline["case_id"], "baseline applicant"))
-        variants = [r for r in family if r["attribute"] is not None]
+        variants = [r for r in records if r["pair_id"] == pair and r["attribute"] is not None]
         if variants:
-            moved = max(variants, key=lambda r: abs(r["shift"]))
-            chosen.append((moved["case_id"], f"largest counterfactual shift in its scenario ({moved['shift']:+.3f})"))
+            candidates[pair] = max(variants, key=lambda r: abs(r["shift"]))
+    kept = sorted(candidates.values(), key=lambda r: -abs(r["shift"]))[:max_counterfactuals]
+    kept_ids = {r["case_id"] for r in kept}
+    chosen = []
+    for record in records:
+        if record["attribute"] is None:
+            chosen.append((record["case_id"], "baseline applicant"))
+            moved = candidates.get(record["pair_id"])
+            if moved is not None and moved["case_id"] in kept_ids:
+                chosen.append((moved["case_id"], f"one of the {max_counterfactuals} largest counterfactual shifts "
+                               f"({moved['shift']:+.3f})"))
     return chosen
 
 
@@ -63,7 +82,7 @@ def run_explainers(
     """Attributions of the primary method on the explained cases and of every method on the comparison cases."""
     primary = primary_method(methods)
     instances = {n: explainers.get(n, n_steps=ig_steps) if n == "ig" else explainers.get(n) for n in methods}
-    explained = select_explained(records)
+    explained = select_explained(records, EXPLAINED_COUNTERFACTUALS)
     comparison = [case_id for case_id, reason in explained if reason == "baseline applicant"]
     jobs = [(primary, case_id) for case_id, _ in explained]
     jobs += [(n, case_id) for n in methods if n != primary for case_id in comparison]
@@ -76,14 +95,17 @@ def run_explainers(
         progress.advance()
     progress.close()
 
+    faithfulness = erasure_faithfulness(
+        adapter, encoded, results, methods, comparison[:FAITHFULNESS_CASES], seed=seed, quiet=quiet
+    )
     reasons = dict(explained)
     primary_cases = [{**results[primary][case_id], "why": reasons[case_id]} for case_id, _ in explained]
     return {
         "method": primary,
         "title": instances[primary].title,
         "params": primary_cases[0]["params"] if primary_cases else instances[primary].params,
-        "selection": "the baseline case of every scenario and, per scenario, the counterfactual case whose "
-        "decision score moved most",
+        "selection": f"the baseline case of every scenario and the {EXPLAINED_COUNTERFACTUALS} counterfactual cases "
+        "whose decision score moved most (at most one per scenario)",
         "cases": primary_cases,
         "comparison": {
             "selection": "the baseline case of every scenario, explained by every method",
@@ -92,7 +114,59 @@ def run_explainers(
             "agreement": rank_agreement(
                 {n: {c: results[n][c]["word_scores"] for c in comparison} for n in methods}, seed=seed
             ),
+            "faithfulness": faithfulness,
         },
+    }
+
+
+def erasure_faithfulness(
+    adapter, encoded: dict, results: dict[str, dict[str, dict]], methods: list[str], case_ids: list[str], *,
+    seed: int, quiet: bool = False,
+) -> dict[str, Any]:
+    """AOPC comprehensiveness and sufficiency per method and for a random ordering, with gains over random."""
+    import numpy as np
+
+    curves: dict[str, dict[str, dict]] = {name: {} for name in [*methods, RANDOM]}
+    progress = Progress("faithfulness", len(case_ids) * (len(methods) + 1), unit="method x case runs", quiet=quiet)
+    for index, case_id in enumerate(case_ids):
+        region = Region.of(adapter, encoded[case_id])
+        sign = 1.0 if results[methods[0]][case_id]["score"] > 0 else -1.0
+        for name in methods:
+            scores = results[name][case_id]["word_scores"]
+            order = word_order(scores, sign, signed=explainers.REGISTRY[name].signed)
+            curves[name][case_id] = erasure_curves(region, order)
+            progress.advance()
+        shuffled = list(np.random.default_rng(seed + index).permutation(len(encoded[case_id].words)))
+        curves[RANDOM][case_id] = erasure_curves(region, [int(i) for i in shuffled])
+        progress.advance()
+    progress.close()
+
+    def aopc(name: str, key: str) -> list[float]:
+        return [curves[name][c][key] for c in case_ids]
+
+    summary = {}
+    for name in [*methods, RANDOM]:
+        summary[name] = {
+            "aopc_comprehensiveness": float(np.mean(aopc(name, "aopc_comprehensiveness"))) if case_ids else None,
+            "aopc_sufficiency": float(np.mean(aopc(name, "aopc_sufficiency"))) if case_ids else None,
+            "cases": {c: curves[name][c] for c in case_ids},
+        }
+        if name != RANDOM:
+            summary[name]["gain_comprehensiveness"] = gain_over_random(
+                aopc(name, "aopc_comprehensiveness"), aopc(RANDOM, "aopc_comprehensiveness"),
+                higher_is_better=True, seed=seed,
+            )
+            summary[name]["gain_sufficiency"] = gain_over_random(
+                aopc(name, "aopc_sufficiency"), aopc(RANDOM, "aopc_sufficiency"), higher_is_better=False, seed=seed,
+            )
+    return {
+        "definition": "ERASER comprehensiveness d(s(x) - s(x without top k % words)) and sufficiency "
+        "d(s(x) - s(top k % words alone)), d the sign of the decision, removed words replaced by the filler "
+        "reference; AOPC = mean over the bins; gain = method AOPC - random-ordering AOPC per case (for "
+        "sufficiency, random - method), paired bootstrap 95 % CI over cases",
+        "bins": list(BINS),
+        "case_ids": case_ids,
+        "methods": summary,
     }
 
 

@@ -44,6 +44,19 @@ def trust_context(bundle: EvidenceBundle) -> dict[str, Any] | None:
             "tau_primary": None if pair is None else pair["mean_tau"],
             "tau_primary_ci": None if pair is None else pair["ci"],
         })
+    faithfulness = comparison.get("faithfulness")
+    faithful_rows = []
+    if faithfulness and faithfulness["case_ids"]:
+        titles = {m["name"]: m["title"] for m in comparison["methods"]}
+        for name, entry in faithfulness["methods"].items():
+            faithful_rows.append({
+                "name": name,
+                "title": titles.get(name, "Random word ordering (floor)"),
+                "comprehensiveness": entry["aopc_comprehensiveness"],
+                "sufficiency": entry["aopc_sufficiency"],
+                "gain_comprehensiveness": entry.get("gain_comprehensiveness"),
+                "gain_sufficiency": entry.get("gain_sufficiency"),
+            })
     explanatory = [p for p in agreement["pairs"] if p["mean_tau"] is not None]
     lowest = min(explanatory, key=lambda p: p["mean_tau"], default=None)
     highest = max(explanatory, key=lambda p: p["mean_tau"], default=None)
@@ -55,5 +68,9 @@ def trust_context(bundle: EvidenceBundle) -> dict[str, Any] | None:
         "statistic": agreement["statistic"],
         "lowest": lowest,
         "highest": highest,
+        "faithfulness": faithful_rows,
+        "faithfulness_definition": faithfulness["definition"] if faithfulness else None,
+        "faithfulness_cases": len(faithfulness["case_ids"]) if faithfulness else 0,
+        "bins": faithfulness["bins"] if faithfulness else [],
         "chart": charts.agreement_chart(agreement["methods"], agreement["matrix"], salt="agreement"),
     }

@@ -23,6 +23,7 @@ class AttentionRollout:
     name = "attention-rollout"
     title = "Attention rollout (descriptive)"
     descriptive = True
+    signed = False
 
     def __init__(self, residual_weight: float = 0.5):
         self.params = {"residual_weight": residual_weight}

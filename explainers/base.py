@@ -47,6 +47,7 @@ class Explainer(Protocol):
     name: str
     title: str
     descriptive: bool  # True where the scores describe the model but do not explain its decision
+    signed: bool  # False where scores are magnitudes (no direction toward an answer)
     params: dict[str, Any]
 
     def explain(self, adapter, encoded) -> Attribution: ...

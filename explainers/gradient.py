@@ -34,6 +34,7 @@ class LayerIntegratedGradients:
     name = "ig"
     title = "Integrated Gradients on input embeddings"
     descriptive = False
+    signed = True
 
     def __init__(self, n_steps: int = 32, method: str = "gausslegendre", batch_tokens: int = DEFAULT_BATCH_TOKENS):
         self.params = {"n_steps": n_steps, "method": method}
@@ -72,6 +73,7 @@ class _SingleGradient:
     name = ""
     title = ""
     descriptive = False
+    signed = True
     captum_class = None
     reduction = ""
 
@@ -96,6 +98,7 @@ class SaliencyMap(_SingleGradient):
     name = "saliency"
     title = "Saliency (absolute gradient)"
     captum_class = Saliency
+    signed = False
     reduction = "sum of |dF/dx| over the embedding dimension"
 
 
@@ -112,6 +115,7 @@ class GradientSHAP:
     name = "gradient-shap"
     title = "GradientSHAP (expected gradients)"
     descriptive = False
+    signed = True
 
     def __init__(self, n_samples: int = 8, stdevs: float = 0.0, seed: int = 0):
         self.params = {"n_samples": n_samples, "stdevs": stdevs, "seed": seed}

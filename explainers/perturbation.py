@@ -40,6 +40,7 @@ class _Perturbation:
     name = ""
     title = ""
     descriptive = False
+    signed = True
 
     def __init__(self, unit: str = "slot", seed: int = 0, **params):
         if unit not in UNITS:

@@ -104,3 +104,24 @@ def test_every_method_ranks_the_target_word_first(one_token_model, name):
     ranked = sorted(range(len(magnitudes)), key=magnitudes.__getitem__, reverse=True)
     assert ranked[0] == word_index, (attribution.words[ranked[0]], attribution.words[word_index])
     assert magnitudes[ranked[0]] > 2 * magnitudes[ranked[1]]
+
+
+def test_erasure_faithfulness_finds_the_target_word(one_token_model):
+    from explainers.faithfulness import erasure_curves, word_order
+    from explainers.region import Region
+
+    adapter, encoded, word_index, _ = one_token_model
+    region = Region.of(adapter, encoded)
+    attribution = explainers.get("ig").explain(adapter, encoded)
+    sign = 1.0 if attribution.score > 0 else -1.0
+    order = word_order(attribution.word_scores, sign, signed=True)
+    assert order[0] == word_index
+    faithful = erasure_curves(region, order)
+    # Removing the one word that matters moves the decision fully at every bin; keeping it alone changes nothing.
+    full_change = abs(attribution.score - attribution.reference_score)
+    assert all(c == pytest.approx(full_change, rel=1e-3) for c in faithful["comprehensiveness"])
+    assert all(abs(s) < 1e-3 for s in faithful["sufficiency"])
+    worst_first = list(reversed(order))
+    unfaithful = erasure_curves(region, worst_first)
+    assert unfaithful["aopc_comprehensiveness"] < faithful["aopc_comprehensiveness"]
+    assert unfaithful["aopc_sufficiency"] > faithful["aopc_sufficiency"]
