@@ -58,6 +58,7 @@ def trust_context(bundle: EvidenceBundle) -> dict[str, Any] | None:
                 "gain_sufficiency": entry.get("gain_sufficiency"),
             })
     explanatory = [p for p in agreement["pairs"] if p["mean_tau"] is not None]
+    readings = _faithfulness_readings(faithful_rows)
     lowest = min(explanatory, key=lambda p: p["mean_tau"], default=None)
     highest = max(explanatory, key=lambda p: p["mean_tau"], default=None)
     return {
@@ -69,8 +70,31 @@ def trust_context(bundle: EvidenceBundle) -> dict[str, Any] | None:
         "lowest": lowest,
         "highest": highest,
         "faithfulness": faithful_rows,
+        "faithfulness_readings": readings,
         "faithfulness_definition": faithfulness["definition"] if faithfulness else None,
         "faithfulness_cases": len(faithfulness["case_ids"]) if faithfulness else 0,
         "bins": faithfulness["bins"] if faithfulness else [],
         "chart": charts.agreement_chart(agreement["methods"], agreement["matrix"], salt="agreement"),
     }
+
+
+def _faithfulness_readings(rows: list[dict[str, Any]]) -> list[str]:
+    """Which methods beat the random ordering on comprehensiveness, and which cannot be told apart from it."""
+    judged = [r for r in rows if r["gain_comprehensiveness"] and r["gain_comprehensiveness"]["ci"]]
+    better = [r["title"] for r in judged if r["gain_comprehensiveness"]["ci"][0] > 0]
+    unclear = [r["title"] for r in judged if r["gain_comprehensiveness"]["ci"][0] <= 0]
+    readings = []
+    if judged:
+        best = max(judged, key=lambda r: r["gain_comprehensiveness"]["mean_gain"])
+        readings.append(
+            f"Largest comprehensiveness gain over random: {best['title']} "
+            f"({best['gain_comprehensiveness']['mean_gain']:+.3f} log-odds)."
+        )
+    if better:
+        readings.append("Better than a random word ordering (whole 95 % CI above zero): " + "; ".join(better) + ".")
+    if unclear:
+        readings.append(
+            "Not distinguishable from a random word ordering on these cases: " + "; ".join(unclear)
+            + (". Its map" if len(unclear) == 1 else ". Their maps") + " should not be read as the reasons for a decision."
+        )
+    return readings

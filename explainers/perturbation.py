@@ -89,24 +89,8 @@ class WordAblation(_Perturbation):
         return _per_feature(result, mask, n_features), n_features
 
 
-@register
-class ShapleySampling(_Perturbation):
-    name = "shapley-sampling"
-    title = "Shapley value sampling"
-
-    def __init__(self, unit: str = "slot", n_samples: int = 8, seed: int = 0):
-        super().__init__(unit=unit, seed=seed, n_samples=n_samples)
-
-    def _attribute(self, region, mask, n_features):
-        result = ShapleyValueSampling(region.forward).attribute(
-            region.region, baselines=region.reference, feature_mask=mask, n_samples=self.params["n_samples"],
-            perturbations_per_eval=region.rows_per_batch,
-        )
-        return _per_feature(result, mask, n_features), self.params["n_samples"] * (n_features + 1)
-
-
-class _SurrogateModel(_Perturbation):
-    """LIME and KernelSHAP: a linear surrogate fitted on random feature subsets."""
+class _Sampled(_Perturbation):
+    """captum methods that sample feature subsets: Shapley sampling, LIME and KernelSHAP."""
 
     def __init__(self, unit: str = "slot", n_samples: int = 64, seed: int = 0):
         super().__init__(unit=unit, seed=seed, n_samples=n_samples)
@@ -114,16 +98,34 @@ class _SurrogateModel(_Perturbation):
     def _explainer(self, forward):
         raise NotImplementedError
 
+    def _evaluations(self, n_features: int) -> int:
+        return self.params["n_samples"]
+
     def _attribute(self, region, mask, n_features):
         result = self._explainer(region.forward).attribute(
             region.region, baselines=region.reference, feature_mask=mask, n_samples=self.params["n_samples"],
             perturbations_per_eval=region.rows_per_batch,
         )
-        return _per_feature(result, mask, n_features), self.params["n_samples"]
+        return _per_feature(result, mask, n_features), self._evaluations(n_features)
 
 
 @register
-class LimeRidge(_SurrogateModel):
+class ShapleySampling(_Sampled):
+    name = "shapley-sampling"
+    title = "Shapley value sampling"
+
+    def __init__(self, unit: str = "slot", n_samples: int = 8, seed: int = 0):
+        super().__init__(unit=unit, n_samples=n_samples, seed=seed)
+
+    def _explainer(self, forward):
+        return ShapleyValueSampling(forward)
+
+    def _evaluations(self, n_features: int) -> int:
+        return self.params["n_samples"] * (n_features + 1)
+
+
+@register
+class LimeRidge(_Sampled):
     name = "lime"
     title = "LIME (ridge surrogate)"
 
@@ -136,7 +138,7 @@ class LimeRidge(_SurrogateModel):
 
 
 @register
-class KernelSHAP(_SurrogateModel):
+class KernelSHAP(_Sampled):
     name = "kernel-shap"
     title = "KernelSHAP"
 

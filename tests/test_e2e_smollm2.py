@@ -16,7 +16,7 @@ import torch
 
 SECTIONS = (
     "Model Audit Report", "Executive summary", "Model identity", "Test set", "Method", "Fairness results",
-    "Attributions", "Regulatory crosswalk", "Limitations", "Reproducibility",
+    "Attributions", "Can these explanations be trusted?", "Regulatory crosswalk", "Limitations", "Reproducibility",
 )
 
 pytestmark = pytest.mark.e2e

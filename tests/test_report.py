@@ -56,3 +56,17 @@ def test_fetcher_serves_the_stylesheet():
         assert response.read() == stylesheet.read_bytes()
     finally:
         response.close()
+
+
+def test_faithfulness_readings_separate_methods_that_beat_random():
+    from audit.report_trust import _faithfulness_readings
+
+    rows = [
+        {"title": "A", "gain_comprehensiveness": {"mean_gain": 0.4, "ci": [0.2, 0.6]}},
+        {"title": "B", "gain_comprehensiveness": {"mean_gain": 0.01, "ci": [-0.1, 0.1]}},
+        {"title": "random", "gain_comprehensiveness": None},
+    ]
+    readings = _faithfulness_readings(rows)
+    assert readings[0].startswith("Largest comprehensiveness gain over random: A")
+    assert "CI above zero): A." in readings[1]
+    assert "random word ordering on these cases: B. Its map" in readings[2]
