@@ -139,6 +139,24 @@ def measure_completeness(evidence: dict, params: dict) -> list[Measurement]:
     return [] if found is None else [found]
 
 
+def measure_faithfulness(evidence: dict, params: dict) -> list[Measurement]:
+    comparison = evidence["attributions"].get("comparison") or {}
+    faithfulness = comparison.get("faithfulness") or {}
+    entry = faithfulness.get("methods", {}).get(evidence["attributions"]["method"])
+    if not entry or entry["gain_comprehensiveness"]["mean_gain"] is None:
+        return []
+    gain = entry["gain_comprehensiveness"]
+    return [
+        Measurement(
+            f"{evidence['attributions']['method']} vs random word ordering",
+            gain["mean_gain"],
+            gain["ci"],
+            f"AOPC comprehensiveness {entry['aopc_comprehensiveness']:+.3f} vs random "
+            f"{faithfulness['methods']['random']['aopc_comprehensiveness']:+.3f} over {gain['n_cases']} cases",
+        )
+    ]
+
+
 CONTROLS: dict[str, ControlDefinition] = {
     c.id: c
     for c in (
@@ -206,6 +224,17 @@ CONTROLS: dict[str, ControlDefinition] = {
             "ratio",
             ("nist-ai-rmf-measure-2.9", "eu-ai-act-art-13"),
             measure_completeness,
+        ),
+        ControlDefinition(
+            "attribution-faithfulness",
+            "Faithfulness of the primary attribution method",
+            "Do the words the primary method ranks highest actually carry the decision, more than random words?",
+            "mean gain in ERASER comprehensiveness (AOPC over 1-50 % of words) of the primary method over a random "
+            "word ordering, paired bootstrap 95 % CI over cases",
+            "min",
+            "log-odds",
+            ("nist-ai-rmf-measure-2.9", "eu-ai-act-art-13", "ecoa-reg-b-1002.9b2"),
+            measure_faithfulness,
         ),
     )
 }

@@ -85,3 +85,11 @@ def test_faithfulness_of_every_method_and_of_random(bundle):
             mean_method = entry["aopc_comprehensiveness"]
             mean_random = faithfulness["methods"]["random"]["aopc_comprehensiveness"]
             assert gain["mean_gain"] == pytest.approx(mean_method - mean_random, abs=1e-9)
+
+
+def test_faithfulness_control_reads_the_primary_methods_gain(bundle):
+    control = next(c for c in bundle.controls if c["id"] == "attribution-faithfulness")
+    gain = bundle.attributions["comparison"]["faithfulness"]["methods"]["ig"]["gain_comprehensiveness"]
+    assert control["value"] == pytest.approx(gain["mean_gain"])
+    assert control["ci"] == pytest.approx(gain["ci"])
+    assert control["direction"] == "min" and control["status"] in ("pass", "fail", "inconclusive")
