@@ -130,14 +130,15 @@ def erasure_faithfulness(
     progress = Progress("faithfulness", len(case_ids) * (len(methods) + 1), unit="method x case runs", quiet=quiet)
     for index, case_id in enumerate(case_ids):
         region = Region.of(adapter, encoded[case_id])
-        sign = 1.0 if results[methods[0]][case_id]["score"] > 0 else -1.0
+        full_score = results[methods[0]][case_id]["score"]
+        sign = 1.0 if full_score > 0 else -1.0
         for name in methods:
             scores = results[name][case_id]["word_scores"]
             order = word_order(scores, sign, signed=explainers.REGISTRY[name].signed)
-            curves[name][case_id] = erasure_curves(region, order)
+            curves[name][case_id] = erasure_curves(region, order, full_score)
             progress.advance()
         shuffled = list(np.random.default_rng(seed + index).permutation(len(encoded[case_id].words)))
-        curves[RANDOM][case_id] = erasure_curves(region, [int(i) for i in shuffled])
+        curves[RANDOM][case_id] = erasure_curves(region, [int(i) for i in shuffled], full_score)
         progress.advance()
     progress.close()
 

@@ -63,14 +63,15 @@ def word_order(word_scores: list[float], decision_sign: float, signed: bool) -> 
     return sorted(range(len(keys)), key=lambda i: -keys[i])
 
 
-def erasure_curves(region, order: list[int], bins: tuple[float, ...] = BINS) -> dict[str, Any]:
+def erasure_curves(region, order: list[int], full_score: float, bins: tuple[float, ...] = BINS) -> dict[str, Any]:
     """ERASER comprehensiveness and sufficiency (DeYoung et al. 2020) at each bin, and their AOPC.
 
     With d the sign of the decision, s the decision score and r_k the top k % of
     words (at least one word) under ``order``:
         comprehensiveness_k = d (s(x) - s(x without r_k))   higher is more faithful
         sufficiency_k       = d (s(x) - s(r_k alone))       lower is more faithful
-    Removed words take the filler-token reference of ``explainers.region``.
+    Removed words take the filler-token reference of ``explainers.region``;
+    ``full_score`` is s(x), already known from the attribution run.
     AOPC is the mean over bins (Samek et al. 2017 as used by ERASER).
     """
     import torch
@@ -88,7 +89,7 @@ def erasure_curves(region, order: list[int], bins: tuple[float, ...] = BINS) -> 
     with torch.inference_mode():
         batch = torch.cat(rows)
         scores = torch.cat([region.forward(chunk) for chunk in torch.split(batch, region.rows_per_batch)]).tolist()
-        full = float(region.forward(region.region))
+    full = full_score
     sign = 1.0 if full > 0 else -1.0
     comprehensiveness = [sign * (full - scores[2 * i]) for i in range(len(bins))]
     sufficiency = [sign * (full - scores[2 * i + 1]) for i in range(len(bins))]
@@ -98,7 +99,7 @@ def erasure_curves(region, order: list[int], bins: tuple[float, ...] = BINS) -> 
         "sufficiency": sufficiency,
         "aopc_comprehensiveness": float(np.mean(comprehensiveness)),
         "aopc_sufficiency": float(np.mean(sufficiency)),
-        "forward_passes": 2 * len(bins) + 1,
+        "forward_passes": 2 * len(bins),
     }
 
 

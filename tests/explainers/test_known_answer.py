@@ -116,12 +116,12 @@ def test_erasure_faithfulness_finds_the_target_word(one_token_model):
     sign = 1.0 if attribution.score > 0 else -1.0
     order = word_order(attribution.word_scores, sign, signed=True)
     assert order[0] == word_index
-    faithful = erasure_curves(region, order)
+    faithful = erasure_curves(region, order, attribution.score)
     # Removing the one word that matters moves the decision fully at every bin; keeping it alone changes nothing.
     full_change = abs(attribution.score - attribution.reference_score)
     assert all(c == pytest.approx(full_change, rel=1e-3) for c in faithful["comprehensiveness"])
     assert all(abs(s) < 1e-3 for s in faithful["sufficiency"])
     worst_first = list(reversed(order))
-    unfaithful = erasure_curves(region, worst_first)
+    unfaithful = erasure_curves(region, worst_first, attribution.score)
     assert unfaithful["aopc_comprehensiveness"] < faithful["aopc_comprehensiveness"]
     assert unfaithful["aopc_sufficiency"] > faithful["aopc_sufficiency"]
