@@ -11,6 +11,10 @@ embeddings to decision scores, so captum methods see one plain tensor input.
 Perturbation methods work on features, never half a word: ``feature_mask``
 gives each token the index of its word (``unit="word"``) or of its slot, with
 all words outside slots as one template feature (``unit="slot"``).
+
+For a causal model the fixed text before the case text is run once
+(``audit.models.prefix.PrefixCache``); each forward pass then runs only the
+case text and what follows it.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
+from audit.models.prefix import PrefixCache
 
 DEFAULT_BATCH_TOKENS = 4096
 UNITS = ("word", "slot")
@@ -43,6 +49,7 @@ class Region:
     reference: torch.Tensor  # [1, n, d] the reference input x'
     reference_text: str
     batch_tokens: int = DEFAULT_BATCH_TOKENS
+    prefix: PrefixCache | None = None  # keys and values of ``before``, where the model is causal
 
     @classmethod
     def of(cls, adapter, encoded, batch_tokens: int = DEFAULT_BATCH_TOKENS) -> "Region":
@@ -58,9 +65,13 @@ class Region:
             with torch.no_grad():
                 filler = adapter.embedding_layer(torch.tensor([[filler_id]], device=adapter.device)).float()
             reference = filler.expand_as(region).clone()
+        before = embeddings[:, :start]
+        prefix = None
+        if adapter.supports_prefix_cache and start > 0:
+            prefix = PrefixCache.of(adapter.model, before.to(next(adapter.model.parameters()).dtype))
         return cls(
-            adapter=adapter, encoded=encoded, before=embeddings[:, :start], region=region,
-            after=embeddings[:, end:], reference=reference, reference_text=reference_text, batch_tokens=batch_tokens,
+            adapter=adapter, encoded=encoded, before=before, region=region, after=embeddings[:, end:],
+            reference=reference, reference_text=reference_text, batch_tokens=batch_tokens, prefix=prefix,
         )
 
     @property
@@ -71,10 +82,13 @@ class Region:
     def forward(self, region_embeddings: torch.Tensor) -> torch.Tensor:
         """Decision scores [batch] for a batch of case-text embeddings [batch, n, d]."""
         rows = region_embeddings.shape[0]
+        dtype = next(self.adapter.model.parameters()).dtype
+        if self.prefix is not None:
+            rest = torch.cat([region_embeddings, self.after.expand(rows, -1, -1)], dim=1)
+            return self.adapter.score(inputs_embeds=rest.to(dtype), prefix=self.prefix)
         full = torch.cat(
             [self.before.expand(rows, -1, -1), region_embeddings, self.after.expand(rows, -1, -1)], dim=1
         )
-        dtype = next(self.adapter.model.parameters()).dtype
         return self.adapter.score(inputs_embeds=full.to(dtype))
 
     @torch.no_grad()

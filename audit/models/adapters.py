@@ -66,6 +66,7 @@ class Adapter:
 
     family = ""
     padding_side = "right"
+    supports_prefix_cache = False  # only causal models: a prefix's keys and values ignore what follows
 
     def __init__(self, loaded: LoadedModel, suite: Suite):
         self.loaded = loaded
@@ -144,12 +145,17 @@ class Adapter:
                 mask[row, : item.length] = 1
         return {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
 
-    def forward_logits(self, input_ids=None, inputs_embeds=None, attention_mask=None) -> torch.Tensor:
+    def forward_logits(self, input_ids=None, inputs_embeds=None, attention_mask=None, prefix=None) -> torch.Tensor:
         raise NotImplementedError
 
-    def score(self, input_ids=None, inputs_embeds=None, attention_mask=None) -> torch.Tensor:
-        """Decision score per row (float32); differentiable with respect to ``inputs_embeds``."""
-        logits = self.forward_logits(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask)
+    def score(self, input_ids=None, inputs_embeds=None, attention_mask=None, prefix=None) -> torch.Tensor:
+        """Decision score per row (float32); differentiable with respect to ``inputs_embeds``.
+
+        ``prefix`` (a ``PrefixCache``, causal models only) holds the prompt before these rows' tokens.
+        """
+        logits = self.forward_logits(
+            input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask, prefix=prefix
+        )
         return self.read_out(logits)[0]
 
     @torch.inference_mode()
@@ -172,6 +178,7 @@ class DecisionAdapter(Adapter):
 
     family = "causal-lm"
     padding_side = "left"
+    supports_prefix_cache = True
 
     def __init__(self, loaded: LoadedModel, suite: Suite):
         super().__init__(loaded, suite)
@@ -199,18 +206,28 @@ class DecisionAdapter(Adapter):
             raise ModelSpecError("--model: the chat template altered the case text; cannot locate it in the prompt")
         return rendered + self.suite.answer_prefix, start, add_special
 
-    def forward_logits(self, input_ids=None, inputs_embeds=None, attention_mask=None) -> torch.Tensor:
+    def forward_logits(self, input_ids=None, inputs_embeds=None, attention_mask=None, prefix=None) -> torch.Tensor:
         reference = input_ids if input_ids is not None else inputs_embeds
         if attention_mask is None:
             attention_mask = torch.ones(reference.shape[:2], dtype=torch.long, device=reference.device)
         # Left padding: positions count real tokens only, so a padded row sees the same RoPE positions as alone.
         position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        cache = None
+        if prefix is not None:
+            rows = reference.shape[0]
+            position_ids = position_ids + prefix.length
+            attention_mask = torch.cat(
+                [torch.ones((rows, prefix.length), dtype=attention_mask.dtype, device=attention_mask.device),
+                 attention_mask], dim=1,
+            )
+            cache = prefix.for_rows(rows)
         output = self.model(
             input_ids=input_ids,
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            use_cache=False,
+            cache=cache,
+            use_cache=prefix is not None,
             logits_to_keep=1,
         )
         return output.logits[:, -1, :].float()
@@ -262,7 +279,9 @@ class ClassifierAdapter(Adapter):
     def render(self, text: str) -> tuple[str, int, bool]:
         return text, 0, True
 
-    def forward_logits(self, input_ids=None, inputs_embeds=None, attention_mask=None) -> torch.Tensor:
+    def forward_logits(self, input_ids=None, inputs_embeds=None, attention_mask=None, prefix=None) -> torch.Tensor:
+        if prefix is not None:
+            raise ValueError("a bidirectional classifier cannot reuse a prefix cache")
         output = self.model(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask)
         return output.logits.float()
 
