@@ -8,10 +8,9 @@
 - Every method of ``--methods`` explains the *comparison cases* (the
   baseline case of every scenario), so methods can be compared case by case
   (cost, slot shares, rank agreement).
-- Erasure faithfulness (ERASER comprehensiveness and sufficiency) of every
-  method, and of a random word ordering as the floor, on the first
-  ``FAITHFULNESS_CASES`` comparison cases; each method's gain over random
-  carries a paired bootstrap CI.
+- The trust checks of ``audit.trust`` (erasure faithfulness against a
+  random ordering, leave-one-out, normalised AOPC, infidelity,
+  max-sensitivity, the randomisation sanity check) on the comparison cases.
 """
 
 from __future__ import annotations
@@ -21,14 +20,12 @@ from typing import Any
 import explainers
 from audit.errors import AuditError
 from audit.progress import Progress
-from explainers.faithfulness import BINS, erasure_curves, gain_over_random, rank_agreement, word_order
-from explainers.region import Region
+from audit.trust import TrustPlan, assess
+from explainers.faithfulness import rank_agreement
 
 DEFAULT_METHODS = ("ig", "saliency", "input-x-gradient", "gradient-shap", "feature-ablation", "attention-rollout")
 PRIMARY_PREFERENCE = "ig"
-FAITHFULNESS_CASES = 6
 EXPLAINED_COUNTERFACTUALS = 6
-RANDOM = "random"
 
 
 def parse_methods(text: str | None) -> list[str]:
@@ -77,7 +74,7 @@ def select_explained(records: list[dict[str, Any]], max_counterfactuals: int) ->
 
 def run_explainers(
     adapter, encoded: dict, records: list[dict[str, Any]], methods: list[str], *, ig_steps: int, seed: int,
-    quiet: bool = False,
+    plan: TrustPlan = TrustPlan(), quiet: bool = False,
 ) -> dict[str, Any]:
     """Attributions of the primary method on the explained cases and of every method on the comparison cases."""
     primary = primary_method(methods)
@@ -95,9 +92,7 @@ def run_explainers(
         progress.advance()
     progress.close()
 
-    faithfulness = erasure_faithfulness(
-        adapter, encoded, results, methods, comparison[:FAITHFULNESS_CASES], seed=seed, quiet=quiet
-    )
+    trust = assess(adapter, encoded, results, instances, comparison, seed=seed, plan=plan, quiet=quiet)
     reasons = dict(explained)
     primary_cases = [{**results[primary][case_id], "why": reasons[case_id]} for case_id, _ in explained]
     return {
@@ -114,60 +109,8 @@ def run_explainers(
             "agreement": rank_agreement(
                 {n: {c: results[n][c]["word_scores"] for c in comparison} for n in methods}, seed=seed
             ),
-            "faithfulness": faithfulness,
+            **trust,
         },
-    }
-
-
-def erasure_faithfulness(
-    adapter, encoded: dict, results: dict[str, dict[str, dict]], methods: list[str], case_ids: list[str], *,
-    seed: int, quiet: bool = False,
-) -> dict[str, Any]:
-    """AOPC comprehensiveness and sufficiency per method and for a random ordering, with gains over random."""
-    import numpy as np
-
-    curves: dict[str, dict[str, dict]] = {name: {} for name in [*methods, RANDOM]}
-    progress = Progress("faithfulness", len(case_ids) * (len(methods) + 1), unit="method x case runs", quiet=quiet)
-    for index, case_id in enumerate(case_ids):
-        region = Region.of(adapter, encoded[case_id])
-        full_score = results[methods[0]][case_id]["score"]
-        sign = 1.0 if full_score > 0 else -1.0
-        for name in methods:
-            scores = results[name][case_id]["word_scores"]
-            order = word_order(scores, sign, signed=explainers.REGISTRY[name].signed)
-            curves[name][case_id] = erasure_curves(region, order, full_score)
-            progress.advance()
-        shuffled = list(np.random.default_rng(seed + index).permutation(len(encoded[case_id].words)))
-        curves[RANDOM][case_id] = erasure_curves(region, [int(i) for i in shuffled], full_score)
-        progress.advance()
-    progress.close()
-
-    def aopc(name: str, key: str) -> list[float]:
-        return [curves[name][c][key] for c in case_ids]
-
-    summary = {}
-    for name in [*methods, RANDOM]:
-        summary[name] = {
-            "aopc_comprehensiveness": float(np.mean(aopc(name, "aopc_comprehensiveness"))) if case_ids else None,
-            "aopc_sufficiency": float(np.mean(aopc(name, "aopc_sufficiency"))) if case_ids else None,
-            "cases": {c: curves[name][c] for c in case_ids},
-        }
-        if name != RANDOM:
-            summary[name]["gain_comprehensiveness"] = gain_over_random(
-                aopc(name, "aopc_comprehensiveness"), aopc(RANDOM, "aopc_comprehensiveness"),
-                higher_is_better=True, seed=seed,
-            )
-            summary[name]["gain_sufficiency"] = gain_over_random(
-                aopc(name, "aopc_sufficiency"), aopc(RANDOM, "aopc_sufficiency"), higher_is_better=False, seed=seed,
-            )
-    return {
-        "definition": "ERASER comprehensiveness d(s(x) - s(x without top k % words)) and sufficiency "
-        "d(s(x) - s(top k % words alone)), d the sign of the decision, removed words replaced by the filler "
-        "reference; AOPC = mean over the bins; gain = method AOPC - random-ordering AOPC per case (for "
-        "sufficiency, random - method), paired bootstrap 95 % CI over cases",
-        "bins": list(BINS),
-        "case_ids": case_ids,
-        "methods": summary,
     }
 
 

@@ -16,6 +16,7 @@ import time
 import torch
 
 from explainers.base import Attribution, make_attribution, register
+from explainers.region import Region
 
 
 @register
@@ -29,13 +30,18 @@ class AttentionRollout:
         self.params = {"residual_weight": residual_weight}
 
     @torch.inference_mode()
-    def explain(self, adapter, encoded) -> Attribution:
+    def explain(self, adapter, encoded, region: Region | None = None) -> Attribution:
         started = time.perf_counter()
         model = adapter.model
+        if region is None:
+            inputs = {"input_ids": encoded.input_ids[None].to(adapter.device)}
+        else:
+            embeddings = torch.cat([region.before, region.region, region.after], dim=1)
+            inputs = {"inputs_embeds": embeddings.to(next(model.parameters()).dtype)}
         previous = model.config._attn_implementation
         model.set_attn_implementation("eager")  # fused kernels do not return attention weights
         try:
-            output = model(input_ids=encoded.input_ids[None].to(adapter.device), output_attentions=True)
+            output = model(**inputs, output_attentions=True)
         finally:
             model.set_attn_implementation(previous)
         weight = self.params["residual_weight"]
@@ -47,8 +53,7 @@ class AttentionRollout:
             rollout = mixed if rollout is None else mixed @ rollout
         query = 0 if adapter.family == "classifier" else encoded.length - 1
         start, end = encoded.region
-        with torch.no_grad():
-            score = float(adapter.score(input_ids=encoded.input_ids[None].to(adapter.device)))
+        score = float(adapter.score(**inputs))
         return make_attribution(
             self.name, dict(self.params), encoded, rollout[query, start:end].tolist(),
             score=score, forward_passes=2, seconds=time.perf_counter() - started,

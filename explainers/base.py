@@ -1,7 +1,9 @@
 """The explainer protocol, the attribution record and the registry by name.
 
 Like captum's ``attribute()``, every method has one signature:
-``explain(adapter, encoded) -> Attribution``. Methods are constructed with
+``explain(adapter, encoded, region=None) -> Attribution``. ``region``
+(``explainers.region.Region``) defaults to the case's own embeddings; the
+robustness checks pass one whose case-text embeddings are perturbed. Methods are constructed with
 their parameters (``get("ig", n_steps=32)``) and attribute the case-text
 region of the prompt only; chat markup, the question and the answer prefix
 are held fixed. Token scores are aggregated to words and slots by summation
@@ -50,7 +52,7 @@ class Explainer(Protocol):
     signed: bool  # False where scores are magnitudes (no direction toward an answer)
     params: dict[str, Any]
 
-    def explain(self, adapter, encoded) -> Attribution: ...
+    def explain(self, adapter, encoded, region=None) -> Attribution: ...
 
 
 @contextlib.contextmanager

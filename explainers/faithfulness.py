@@ -1,4 +1,11 @@
-"""How far the explanations can be trusted: agreement between methods and erasure faithfulness.
+"""How far the explanations can be trusted.
+
+- Agreement between methods (Kendall tau of word rankings).
+- Erasure faithfulness: ERASER comprehensiveness and sufficiency with AOPC,
+  and normalised AOPC (Edin et al. 2024).
+- Kendall tau against leave-one-out occlusion.
+- captum's infidelity and max-sensitivity (Yeh et al. 2019).
+- The cascading model-parameter randomisation sanity check (Adebayo et al. 2018).
 
 Agreement (Krishna et al. 2022, "The Disagreement Problem in Explainable
 Machine Learning"): for every pair of methods and every case explained by
@@ -10,12 +17,13 @@ tau near 1 means the methods rank the words alike; near 0, they disagree.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from itertools import combinations
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
-from scipy.stats import kendalltau
+from scipy.stats import kendalltau, spearmanr
 
 from audit.fairness import bootstrap_ci
 
@@ -115,3 +123,198 @@ def gain_over_random(method: list[float], random: list[float], *, higher_is_bett
                            confidence=confidence) if len(diffs) else None,
         "n_cases": len(diffs),
     }
+
+
+def normalised_aopc(value: float, worst: float, best: float) -> float | None:
+    """Normalised AOPC (Edin et al. 2024, "Normalized AOPC: Fixing Misleading Faithfulness Metrics"):
+
+        NAOPC = (AOPC - AOPC_worst) / (AOPC_best - AOPC_worst)
+
+    so that 0 is the worst and 1 the best ordering of this case's words,
+    whatever the model's own range. Edin et al. search the bounds over all
+    orderings (beam search); ``worst`` and ``best`` here are the extremes of the
+    orderings actually evaluated on the case (every method, random,
+    leave-one-out and its reverse), so the true range is at least as wide and
+    this NAOPC is an upper estimate. For sufficiency pass the values negated,
+    so that higher is more faithful for both.
+    """
+    span = best - worst
+    if not math.isfinite(span) or span <= 1e-9:
+        return None
+    return float((value - worst) / span)
+
+
+# ---------------------------------------------------------------- leave-one-out
+
+def leave_one_out(region, full_score: float) -> dict[str, Any]:
+    """Occlusion of one word at a time (Li, Monroe & Jurafsky 2016): loo_w = s(x) - s(x with word w erased).
+
+    Erased tokens take the filler-token reference, as in the erasure curves.
+    Positive loo_w: the word pushed the score toward the favourable answer.
+    """
+    import torch
+
+    words = region.encoded.words
+    rows = []
+    for word in words:
+        erase = torch.zeros(region.region.shape[1], dtype=torch.bool, device=region.region.device)
+        erase[list(word.tokens)] = True
+        rows.append(torch.where(erase[None, :, None], region.reference, region.region))
+    with torch.inference_mode():
+        batch = torch.cat(rows)
+        scores = torch.cat([region.forward(chunk) for chunk in torch.split(batch, region.rows_per_batch)])
+    return {"word_scores": [full_score - float(s) for s in scores], "forward_passes": len(words)}
+
+
+def tau_against(reference: list[float], scores: list[float], signed: bool) -> float | None:
+    """Kendall tau-b between a method's word scores and reference word scores (magnitudes for unsigned maps)."""
+    a, b = np.asarray(scores, dtype=float), np.asarray(reference, dtype=float)
+    if not signed:
+        a, b = np.abs(a), np.abs(b)
+    tau = kendalltau(a, b).statistic
+    return float(tau) if np.isfinite(tau) else None
+
+
+def reverse_order(order: list[int]) -> list[int]:
+    return list(reversed(order))
+
+
+# ---------------------------------------------------------------- infidelity
+
+def word_infidelity(region, word_scores: dict[str, list[float]], full_score: float, *, n_samples: int,
+                    erase_probability: float, seed: int) -> dict[str, Any]:
+    """captum's infidelity (Yeh et al. 2019) of several word-level maps, all on the same perturbations.
+
+    The input is the vector of word presences (all ones); a perturbation I
+    erases a random set of words (each with ``erase_probability``, at least
+    one) to the filler reference. With a the word scores and
+    df = s(x) - s(x with the words of I erased),
+
+        INFD(a) = min_beta E_I[(beta a.I - df)^2]          (captum, normalize=True)
+
+    and ``normalised`` divides it by E_I[df^2]: 0 when the scores predict every
+    erasure's effect exactly (up to scale), 1 when they predict nothing. Every
+    map sees the same erasures, whose forward passes run once (memoised).
+    """
+    import torch
+    from captum.metrics import infidelity
+
+    n_words = len(region.encoded.words)
+    generator = np.random.default_rng(seed)
+    erasures = generator.random((n_samples, n_words)) < erase_probability
+    for row in erasures:
+        if not row.any():
+            row[generator.integers(n_words)] = True
+    bank = torch.as_tensor(erasures, dtype=torch.float32)
+    token_word = torch.zeros(region.region.shape[1], dtype=torch.long)
+    for index, word in enumerate(region.encoded.words):
+        token_word[list(word.tokens)] = index
+    memo: dict[bytes, float] = {}
+
+    def score_presence(presence: torch.Tensor) -> torch.Tensor:
+        keys = [row.to(torch.bool).numpy().tobytes() for row in presence]
+        missing = list(dict.fromkeys(k for k in keys if k not in memo))
+        if missing:
+            keep = torch.stack([torch.from_numpy(np.frombuffer(k, dtype=bool).copy()) for k in missing])
+            blended = torch.where(keep[:, token_word][:, :, None].to(region.region.device), region.region,
+                                  region.reference)
+            with torch.inference_mode():
+                scores = torch.cat([region.forward(c) for c in torch.split(blended, region.rows_per_batch)])
+            memo.update({k: float(s) for k, s in zip(missing, scores)})
+        return torch.tensor([memo[k] for k in keys])
+
+    def perturb(inputs: torch.Tensor):
+        perturbations = bank.repeat(inputs.shape[0] // n_samples, 1)
+        return perturbations, inputs - perturbations
+
+    names = list(word_scores)
+    inputs = torch.ones((len(names), n_words))
+    attributions = torch.tensor([word_scores[n] for n in names], dtype=torch.float32)
+    values = infidelity(score_presence, perturb, inputs, attributions, n_perturb_samples=n_samples, normalize=True)
+    drops = full_score - score_presence(1.0 - bank)
+    mean_square_drop = float((drops ** 2).mean())
+    return {
+        "methods": {
+            name: {
+                "infidelity": float(value),
+                "normalised": float(value) / mean_square_drop if mean_square_drop > 0 else None,
+            }
+            for name, value in zip(names, values.tolist())
+        },
+        "forward_passes": len(memo),
+    }
+
+
+# ---------------------------------------------------------------- max-sensitivity
+
+def max_sensitivity(explainer, adapter, encoded, region, token_scores: list[float], *, n_samples: int,
+                    radius: float, seed: int) -> float:
+    """captum's max-sensitivity (Yeh et al. 2019): max over perturbations |delta| <= r of
+    ||a(x + delta) - a(x)|| / ||a(x)||, with delta uniform in [-r, r] on every embedding dimension of the
+    case text. ``token_scores`` is a(x), already computed; each perturbation reruns the method.
+    """
+    import torch
+    from captum.metrics import sensitivity_max
+
+    from explainers.base import seeded
+
+    original = torch.tensor(token_scores, dtype=torch.float32)[None]
+
+    def explanation(inputs) -> tuple[torch.Tensor]:
+        inputs = inputs[0] if isinstance(inputs, tuple) else inputs
+        if inputs.shape[0] == 1 and torch.equal(inputs, region.region):
+            return (original,)
+        rows = []
+        with torch.enable_grad():
+            for row in inputs:
+                attribution = explainer.explain(adapter, encoded, region.with_region(row[None].detach()))
+                rows.append(attribution.token_scores)
+        return (torch.tensor(rows, dtype=torch.float32),)
+
+    with seeded(seed):
+        value = sensitivity_max(explanation, region.region, perturb_radius=radius, n_perturb_samples=n_samples)
+    return float(value[0])
+
+
+# ---------------------------------------------------------------- model-parameter randomisation
+
+@contextlib.contextmanager
+def randomised_top_layers(adapter, count: int, seed: int) -> Iterator[None]:
+    """Re-initialise the top ``count`` transformer layers (Adebayo et al. 2018, cascading randomisation).
+
+    Matrices are drawn from N(0, initializer_range^2) of the model's config,
+    biases set to 0 and norm weights to 1, from a seeded generator; the
+    trained weights are restored on exit.
+    """
+    import torch
+
+    layers = adapter.decoder_layers[len(adapter.decoder_layers) - count:]
+    saved = [{k: v.detach().clone() for k, v in layer.state_dict().items()} for layer in layers]
+    std = float(getattr(adapter.model.config, "initializer_range", 0.02))
+    generator = torch.Generator().manual_seed(seed)
+    try:
+        with torch.no_grad():
+            for layer in layers:
+                for name, parameter in layer.named_parameters():
+                    if parameter.dim() >= 2:
+                        drawn = torch.randn(parameter.shape, generator=generator) * std
+                        parameter.copy_(drawn.to(parameter.dtype))
+                    elif name.endswith("bias"):
+                        parameter.zero_()
+                    else:
+                        parameter.fill_(1.0)
+        yield
+    finally:
+        for layer, state in zip(layers, saved):
+            layer.load_state_dict(state)
+
+
+def rank_correlation(trained: list[float], randomised: list[float]) -> dict[str, float | None]:
+    """Spearman rank correlation of two maps of one case: of |scores| (Adebayo et al.'s main measure) and signed."""
+    a, b = np.asarray(trained, dtype=float), np.asarray(randomised, dtype=float)
+
+    def rho(x, y):
+        value = spearmanr(x, y).statistic
+        return float(value) if np.isfinite(value) else None
+
+    return {"absolute": rho(np.abs(a), np.abs(b)), "signed": rho(a, b)}

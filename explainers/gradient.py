@@ -42,9 +42,9 @@ class LayerIntegratedGradients:
         self.method = method
         self.batch_tokens = batch_tokens
 
-    def explain(self, adapter, encoded) -> Attribution:
+    def explain(self, adapter, encoded, region: Region | None = None) -> Attribution:
         started = time.perf_counter()
-        region = Region.of(adapter, encoded, self.batch_tokens)
+        region = region if region is not None else Region.of(adapter, encoded, self.batch_tokens)
         attributions, delta = IntegratedGradients(region.forward).attribute(
             region.region,
             baselines=region.reference,
@@ -80,9 +80,9 @@ class _SingleGradient:
     def __init__(self):
         self.params = {"reduction": self.reduction}
 
-    def explain(self, adapter, encoded) -> Attribution:
+    def explain(self, adapter, encoded, region: Region | None = None) -> Attribution:
         started = time.perf_counter()
-        region = Region.of(adapter, encoded)
+        region = region if region is not None else Region.of(adapter, encoded)
         method = self.captum_class(region.forward)
         kwargs = {"abs": True} if self.captum_class is Saliency else {}
         attributions = method.attribute(region.region.clone().requires_grad_(), **kwargs)
@@ -120,9 +120,9 @@ class GradientSHAP:
     def __init__(self, n_samples: int = 8, stdevs: float = 0.0, seed: int = 0):
         self.params = {"n_samples": n_samples, "stdevs": stdevs, "seed": seed}
 
-    def explain(self, adapter, encoded) -> Attribution:
+    def explain(self, adapter, encoded, region: Region | None = None) -> Attribution:
         started = time.perf_counter()
-        region = Region.of(adapter, encoded)
+        region = region if region is not None else Region.of(adapter, encoded)
         references = torch.cat([region.reference, torch.zeros_like(region.reference)])
         with seeded(self.params["seed"]):
             attributions = GradientShap(region.forward).attribute(

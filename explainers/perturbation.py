@@ -47,9 +47,9 @@ class _Perturbation:
             raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
         self.params = {"unit": unit, "seed": seed, **params}
 
-    def explain(self, adapter, encoded) -> Attribution:
+    def explain(self, adapter, encoded, region: Region | None = None) -> Attribution:
         started = time.perf_counter()
-        region = Region.of(adapter, encoded)
+        region = region if region is not None else Region.of(adapter, encoded)
         mask, groups = region.features(self.params["unit"])
         with seeded(self.params["seed"]), torch.inference_mode():
             feature_scores, evaluations = self._attribute(region, mask, len(groups))

@@ -19,7 +19,7 @@ case text and what follows it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -73,6 +73,10 @@ class Region:
             adapter=adapter, encoded=encoded, before=before, region=region, after=embeddings[:, end:],
             reference=reference, reference_text=reference_text, batch_tokens=batch_tokens, prefix=prefix,
         )
+
+    def with_region(self, embeddings: torch.Tensor) -> "Region":
+        """The same prompt with other case-text embeddings [1, n, d] (a perturbed input); the prefix still holds."""
+        return replace(self, region=embeddings)
 
     @property
     def rows_per_batch(self) -> int:

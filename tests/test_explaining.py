@@ -72,19 +72,40 @@ def test_every_method_explains_the_comparison_cases_and_agreement_is_a_correlati
 
 
 def test_faithfulness_of_every_method_and_of_random(bundle):
-    from audit.explaining import FAITHFULNESS_CASES
+    from audit.trust import TrustPlan
 
+    plan = TrustPlan()
     faithfulness = bundle.attributions["comparison"]["faithfulness"]
-    assert set(faithfulness["methods"]) == {"ig", "saliency", "lime", "attention-rollout", "random"}
-    assert len(faithfulness["case_ids"]) == min(FAITHFULNESS_CASES, 5)
+    methods = {"ig", "saliency", "lime", "attention-rollout"}
+    assert set(faithfulness["methods"]) == methods | {"random", "leave-one-out", "leave-one-out reversed"}
+    assert len(faithfulness["case_ids"]) == min(plan.faithfulness_cases, 5)
+    assert faithfulness["loo_case_ids"] == faithfulness["case_ids"][: plan.loo_cases]
+    for name in methods:
+        entry = faithfulness["methods"][name]
+        assert entry["loo_tau"]["n_cases"] == len(faithfulness["loo_case_ids"])
+        assert -1.0 <= entry["loo_tau"]["mean"] <= 1.0
+        assert 0.0 <= entry["naopc_comprehensiveness"]["mean"] <= 1.0
+        assert entry["infidelity"]["n_cases"] == len(faithfulness["case_ids"])
+    # leave-one-out and its reverse bound the comprehensiveness of the orderings on most cases
+    assert faithfulness["methods"]["leave-one-out"]["naopc_comprehensiveness"]["mean"] > 0.5
     for name, entry in faithfulness["methods"].items():
         curves = list(entry["cases"].values())
         assert all(len(c["comprehensiveness"]) == len(faithfulness["bins"]) for c in curves)
-        if name != "random":
+        if name in methods:
             gain = entry["gain_comprehensiveness"]
             mean_method = entry["aopc_comprehensiveness"]
             mean_random = faithfulness["methods"]["random"]["aopc_comprehensiveness"]
             assert gain["mean_gain"] == pytest.approx(mean_method - mean_random, abs=1e-9)
+
+
+def test_sensitivity_and_sanity_cover_every_method(bundle):
+    comparison = bundle.attributions["comparison"]
+    names = {m["name"] for m in comparison["methods"]}
+    assert set(comparison["sensitivity"]["methods"]) == names
+    assert all(m["mean"] >= 0 for m in comparison["sensitivity"]["methods"].values())
+    sanity = comparison["sanity"]
+    assert set(sanity["passes"]) == names
+    assert sanity["stages"][-1]["randomised_layers"] == sanity["n_layers"]
 
 
 def test_faithfulness_control_reads_the_primary_methods_gain(bundle):

@@ -31,3 +31,11 @@ def test_rank_agreement_of_identical_and_reversed_maps():
     assert matrix[0][1] == pytest.approx(1.0)
     # Magnitudes are compared, so a reversed map of non-negative scores disagrees completely.
     assert matrix[0][2] == pytest.approx(-1.0)
+
+
+def test_normalised_aopc_maps_the_evaluated_range_onto_zero_to_one():
+    from explainers.faithfulness import normalised_aopc
+
+    assert normalised_aopc(0.3, worst=0.1, best=0.5) == pytest.approx(0.5)
+    assert normalised_aopc(0.5, worst=0.1, best=0.5) == pytest.approx(1.0)
+    assert normalised_aopc(0.2, worst=0.2, best=0.2) is None, "no range, no normalisation"

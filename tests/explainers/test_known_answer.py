@@ -125,3 +125,27 @@ def test_erasure_faithfulness_finds_the_target_word(one_token_model):
     unfaithful = erasure_curves(region, worst_first, attribution.score)
     assert unfaithful["aopc_comprehensiveness"] < faithful["aopc_comprehensiveness"]
     assert unfaithful["aopc_sufficiency"] > faithful["aopc_sufficiency"]
+
+
+def test_leave_one_out_and_infidelity_single_out_the_target_word(one_token_model):
+    from explainers.faithfulness import leave_one_out, tau_against, word_infidelity
+    from explainers.region import Region
+
+    adapter, encoded, word_index, _ = one_token_model
+    region = Region.of(adapter, encoded)
+    attribution = explainers.get("ig").explain(adapter, encoded)
+    loo = leave_one_out(region, attribution.score)
+    assert loo["forward_passes"] == len(encoded.words)
+    full_change = attribution.score - attribution.reference_score
+    for index, value in enumerate(loo["word_scores"]):
+        assert value == pytest.approx(full_change if index == word_index else 0.0, abs=1e-3)
+    assert tau_against(loo["word_scores"], attribution.word_scores, signed=True) > 0
+
+    noise = torch.Generator().manual_seed(0)
+    maps = {"ig": attribution.word_scores,
+            "random": torch.randn(len(encoded.words), generator=noise).tolist()}
+    found = word_infidelity(region, maps, attribution.score, n_samples=32, erase_probability=0.3, seed=0)
+    # IG predicts every erasure's effect (erasing the target moves the score fully, anything else not at all)
+    assert found["methods"]["ig"]["normalised"] < 1e-3
+    assert found["methods"]["random"]["normalised"] > 0.3
+    assert found["forward_passes"] <= 32 + 1, "the input and 32 erasures, shared by the maps"
