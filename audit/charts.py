@@ -196,3 +196,30 @@ def agreement_chart(labels: list[str], matrix: list[list[float | None]], salt: s
         ax.set_xticks(ticks, [_literal(label) for label in labels], rotation=30, ha="right")
         ax.set_yticks(ticks, [_literal(label) for label in labels])
         return _to_svg(fig, salt)
+
+
+def sanity_chart(layer_counts: list[int], curves: list[tuple[str, list[float | None]]], limit: float,
+                 salt: str) -> Markup:
+    """Cascading randomisation: per method, the |score| rank correlation with the trained maps against the
+    number of top layers re-initialised (0 layers = the trained model, correlation 1); the dashed line is the
+    pass limit."""
+    palette = ["#1f5f99", "#c2571a", "#2e7d32", "#6a1b9a", "#b26a00", "#00838f", "#7b8794", "#ad1457"]
+    with matplotlib.rc_context(STYLE):
+        fig = _new_figure(2.3)
+        ax = fig.add_subplot()
+        xs = [0, *layer_counts]
+        for index, (label, values) in enumerate(curves):
+            ys = [1.0, *[np.nan if v is None else v for v in values]]
+            ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.1, color=palette[index % len(palette)],
+                    label=_literal(label))
+        ax.axhline(limit, color=COLOURS["beyond"], linestyle="--", linewidth=0.8)
+        ax.text(xs[0] + 0.02 * (xs[-1] - xs[0]), limit - 0.03, f"pass limit {limit:g}", va="top", ha="left",
+                fontsize=6.5, color=COLOURS["beyond"])
+        ax.set_xticks(xs)
+        ax.set_xlabel("top layers re-initialised")
+        ax.set_ylabel("Spearman rho of |word scores|\nwith the trained model")
+        ax.set_ylim(-0.3, 1.05)
+        ax.grid(axis="y", color="#eef1f4", linewidth=0.5)
+        ax.spines[["top", "right"]].set_visible(False)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        return _to_svg(fig, salt)

@@ -8,12 +8,13 @@ this module only measures.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
-from audit.fairness import bootstrap_ci
+from audit.fairness import bootstrap_ci, wilson
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,37 @@ def measure_faithfulness(evidence: dict, params: dict) -> list[Measurement]:
     ]
 
 
+def measure_adverse_action(evidence: dict, params: dict) -> list[Measurement]:
+    """Share of unfavourable decisions whose principal reasons are flagged (``audit.reasons``).
+
+    Every decline is a notice owed to one applicant (12 CFR 1002.9(b)(2)), so the share is a census of this
+    audit's declines, not an estimate: its interval is the share itself and the policy judges it exactly. The
+    Wilson interval, what the share says about the model's declines beyond the suite, goes into the detail.
+    """
+    reasons = evidence.get("adverse_action")
+    if reasons is None:
+        return []
+    declined, flagged = reasons["n_unfavourable"], reasons["n_flagged"]
+    if declined == 0:
+        return [
+            Measurement(
+                "no unfavourable decisions", None, None,
+                f"the model decided all {reasons['n_cases']} cases favourably, so no adverse-action notice is owed "
+                "and there are no reasons to check",
+            )
+        ]
+    kinds = Counter(flag["kind"] for case in reasons["cases"] for flag in case["flags"])
+    low, high = wilson(flagged, declined, params["confidence"])
+    breakdown = "".join(f"; {kind}: {n}" for kind, n in sorted(kinds.items()))
+    return [
+        Measurement(
+            f"all {declined} unfavourable decisions", flagged / declined, (flagged / declined, flagged / declined),
+            f"{flagged} of {declined} declines flagged{breakdown}; Wilson 95 % CI for declines beyond this suite "
+            f"[{low:.1%}, {high:.1%}]",
+        )
+    ]
+
+
 CONTROLS: dict[str, ControlDefinition] = {
     c.id: c
     for c in (
@@ -235,6 +267,24 @@ CONTROLS: dict[str, ControlDefinition] = {
             "log-odds",
             ("nist-ai-rmf-measure-2.9", "eu-ai-act-art-13", "ecoa-reg-b-1002.9b2"),
             measure_faithfulness,
+        ),
+        ControlDefinition(
+            "adverse-action-reasons",
+            "Principal reasons for adverse decisions",
+            "Can every unfavourable decision be given up to four principal reasons, drawn from the legitimate "
+            "factors only, that do not change with the method or seed and leave no protected attribute among the "
+            "top reasons?",
+            "share of unfavourable decisions whose reasons are flagged: a protected slot among the top 4 slots "
+            "pushing toward the decline, a top reason shared by fewer ensemble runs than the stability floor, or no "
+            "legitimate factor pushing toward the decline. Each decline is a notice owed to one applicant, so the "
+            "share is a census of this audit's declines, judged exactly (interval = the share) against a "
+            "zero-tolerance threshold: one flagged decline fails, none passes, none declined is not evaluated; the "
+            "Wilson 95 % CI for declines beyond the suite is in the detail",
+            "max",
+            "share",
+            ("ecoa-reg-b-1002.9b2", "ecoa-15-usc-1691", "ecoa-reg-b-1002.4a", "eu-ai-act-art-13",
+             "nist-ai-rmf-measure-2.9"),
+            measure_adverse_action,
         ),
     )
 }

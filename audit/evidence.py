@@ -1,11 +1,11 @@
 """The evidence bundle: the contract between computing and presenting.
 
 ``bundle.json`` holds everything the report shows (model fingerprint, suite,
-per-case scores, statistics, attributions, controls, verdict, environment);
-``manifest.sha256`` lists the sha256 of every artifact in the format of
-``sha256sum``, so ``sha256sum -c manifest.sha256`` checks a folder without
-this tool. Outputs are staged in a temporary folder and renamed into place,
-so a failed run never leaves a half-written audit.
+per-case scores, statistics, attributions, adverse-action reasons, controls,
+verdict, environment); ``manifest.sha256`` lists the sha256 of every artifact
+in the format of ``sha256sum``, so ``sha256sum -c manifest.sha256`` checks a
+folder without this tool. Outputs are staged in a temporary folder and renamed
+into place, so a failed run never leaves a half-written audit.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import os
 import platform
 import shutil
 import sys
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -25,8 +25,8 @@ from typing import Any
 from audit.errors import AuditError, BundleError
 from audit.hashing import sha256_file
 
-SCHEMA_VERSION = "1.0"
-SUPPORTED_SCHEMAS = ("1.0",)
+SCHEMA_VERSION = "1.1"  # 1.1 added adverse_action; a 1.0 bundle reads with adverse_action None
+SUPPORTED_SCHEMAS = ("1.0", "1.1")
 BUNDLE_FILE = "bundle.json"
 MANIFEST_FILE = "manifest.sha256"
 RECORDED_PACKAGES = (
@@ -50,6 +50,7 @@ class EvidenceBundle:
     controls: list[dict[str, Any]]
     verdict: dict[str, Any]
     clauses: list[dict[str, Any]]
+    adverse_action: dict[str, Any] | None = None  # principal reasons of unfavourable decisions (audit.reasons)
 
     def to_dict(self) -> dict[str, Any]:
         return _finite(asdict(self))
@@ -66,10 +67,11 @@ class EvidenceBundle:
             raise BundleError(
                 f"{label}: schema_version {version!r} is not supported (supported: {', '.join(SUPPORTED_SCHEMAS)})"
             )
-        missing = [f.name for f in fields(cls) if f.name not in data]
+        required = [f for f in fields(cls) if f.default is MISSING]
+        missing = [f.name for f in required if f.name not in data]
         if missing:
             raise BundleError(f"{label}: {missing[0]}: missing from the bundle")
-        return cls(**{f.name: data[f.name] for f in fields(cls)})
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
 def _finite(value: Any) -> Any:

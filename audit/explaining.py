@@ -25,7 +25,7 @@ from explainers.faithfulness import rank_agreement
 
 DEFAULT_METHODS = ("ig", "saliency", "input-x-gradient", "gradient-shap", "feature-ablation", "attention-rollout")
 PRIMARY_PREFERENCE = "ig"
-EXPLAINED_COUNTERFACTUALS = 6
+EXPLAINED_COUNTERFACTUALS = 4
 
 
 def parse_methods(text: str | None) -> list[str]:

@@ -1,7 +1,8 @@
 """The one place that orders the stages of an audit.
 
     validate inputs -> load model -> expand suite -> score every case
-    -> counterfactual statistics -> attributions -> controls -> bundle -> report
+    -> counterfactual statistics -> attributions -> adverse-action reasons
+    -> controls -> bundle -> report
 
 Every input is checked before the model is loaded, and nothing is written
 until the bundle and its report exist in memory, so bad input or a crash
@@ -22,12 +23,15 @@ import torch
 from audit import __version__
 from audit.errors import AuditError
 from audit.explaining import parse_methods, run_explainers
-from audit.evidence import BUNDLE_FILE, EvidenceBundle, check_output_dir, environment, utc_now, write_outputs
+from audit.evidence import (
+    BUNDLE_FILE, SCHEMA_VERSION, EvidenceBundle, check_output_dir, environment, utc_now, write_outputs,
+)
 from audit.fairness import counterfactual_statistics, decision_of
 from audit.models import DEFAULT_MODEL, load_model, make_adapter, parse_model_spec
 from audit.models.loading import check_runtime, check_weights
-from audit.policy import evaluate, load_policy, verdict
+from audit.policy import DEFAULT_STABILITY_FLOOR, evaluate, load_policy, verdict
 from audit.progress import Progress, note
+from audit.reasons import adverse_action_reasons
 from audit.regulations import clauses_for, load_catalog
 from audit.suites import expand, load_suite
 from audit.suites.schema import Suite
@@ -109,18 +113,26 @@ def run(
     timings["statistics"] = time.monotonic() - stage
 
     stage = time.monotonic()
-    attributions = run_explainers(
-        adapter, {e.case.case_id: e for e in encoded}, records, chosen_methods, ig_steps=ig_steps, seed=seed,
-        quiet=quiet,
-    )
+    by_id = {e.case.case_id: e for e in encoded}
+    attributions = run_explainers(adapter, by_id, records, chosen_methods, ig_steps=ig_steps, seed=seed, quiet=quiet)
     timings["attribution"] = time.monotonic() - stage
 
-    controls = evaluate(the_policy, {"fairness": fairness, "attributions": attributions}, fairness["params"])
+    stage = time.monotonic()
+    reasons_settings = the_policy.controls.get("adverse-action-reasons")
+    adverse_action = adverse_action_reasons(
+        adapter, by_id, records, chosen_methods, list(the_suite.factors), attributions, ig_steps=ig_steps, seed=seed,
+        stability_floor=reasons_settings.options["stability_floor"] if reasons_settings else DEFAULT_STABILITY_FLOOR,
+        quiet=quiet,
+    )
+    timings["reasons"] = time.monotonic() - stage
+
+    evidence = {"fairness": fairness, "attributions": attributions, "adverse_action": adverse_action}
+    controls = evaluate(the_policy, evidence, fairness["params"])
     outcome = verdict(the_policy, controls)
     clause_ids = [*the_suite.clauses, *(c for control in controls for c in control["clauses"])]
     timings["total"] = time.monotonic() - started
     bundle = EvidenceBundle(
-        schema_version="1.0",
+        schema_version=SCHEMA_VERSION,
         tool={"name": "oss-model-audit", "version": __version__},
         run={
             "started_at": started_at,
@@ -139,6 +151,7 @@ def run(
         controls=controls,
         verdict=outcome,
         clauses=[{**c, "catalog_as_of": load_catalog()["as_of"]} for c in clauses_for(clause_ids)],
+        adverse_action=adverse_action,
     )
     files = {BUNDLE_FILE: bundle.to_json()}
     if render:

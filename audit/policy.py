@@ -21,6 +21,8 @@ import yaml
 from audit.controls import CONTROLS, Measurement
 from audit.errors import PolicyError
 
+DEFAULT_STABILITY_FLOOR = 0.5  # adverse-action-reasons: least share of runs that must agree on the top reason
+OPTIONS = {"answer-reliability": {"mass_floor"}, "adverse-action-reasons": {"stability_floor"}}
 STATUS_ORDER = {"pass": 0, "not evaluated": 1, "inconclusive": 2, "fail": 3}
 DEFAULT_POLICY = "default"
 
@@ -97,13 +99,19 @@ def parse_policy(raw: Any, *, label: str, source: str = "", sha256: str = "") ->
         if not isinstance(blocking, bool):
             raise PolicyError(f"{where}.blocking: must be true or false")
         options = {k: v for k, v in settings.items() if k not in ("threshold", "blocking")}
+        unknown_options = sorted(set(options) - OPTIONS.get(cid, set()))
+        if unknown_options:
+            raise PolicyError(f"{where}.{unknown_options[0]}: unknown setting")
         if cid == "answer-reliability":
             floor = options.get("mass_floor", 0.5)
             if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not 0 < floor < 1:
                 raise PolicyError(f"{where}.mass_floor: must be a number between 0 and 1")
             options["mass_floor"] = float(floor)
-        elif options:
-            raise PolicyError(f"{where}.{sorted(options)[0]}: unknown setting")
+        elif cid == "adverse-action-reasons":
+            floor = options.get("stability_floor", DEFAULT_STABILITY_FLOOR)
+            if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not 0 < floor <= 1:
+                raise PolicyError(f"{where}.stability_floor: must be a number above 0 and at most 1")
+            options["stability_floor"] = float(floor)
         controls[cid] = ControlSettings(threshold=float(threshold), blocking=blocking, options=options)
     fail_on_inconclusive = raw.get("fail_on_inconclusive", False)
     if not isinstance(fail_on_inconclusive, bool):

@@ -25,6 +25,7 @@ from markupsafe import Markup
 from audit import charts
 from audit.evidence import BUNDLE_FILE, MANIFEST_FILE, EvidenceBundle
 from audit.fairness import INTERSECTION
+from audit.report_reasons import reasons_context
 from audit.report_trust import trust_context
 
 NBSP = "\u00a0"
@@ -325,6 +326,9 @@ def _control_reading(control: dict[str, Any]) -> str:
     n = len(control["measurements"])
     failing = sum(m["status"] == "fail" for m in control["measurements"])
     if status == "not evaluated":
+        decisive = next((m for m in control["measurements"] if m["label"] == where and m["detail"]), None)
+        if decisive:
+            return f"Not evaluated: {decisive['detail']}."
         return "No measurement could be made from this bundle, so the control was not evaluated."
     if status == "pass":
         scope = f"all {n} measurements" if n > 1 else "the measurement"
@@ -948,6 +952,7 @@ def build_context(bundle: EvidenceBundle) -> dict[str, Any]:
         "fairness": _fairness(bundle),
         "attributions": _attributions(bundle),
         "trust": trust_context(bundle),
+        "reasons": reasons_context(bundle),
         "crosswalk": _crosswalk(bundle),
         "limitations": _limitations(bundle),
         "repro": _reproducibility(bundle),

@@ -55,12 +55,12 @@ LOO_REVERSED = "leave-one-out reversed"
 
 @dataclass(frozen=True)
 class TrustPlan:
-    faithfulness_cases: int = 6
-    loo_cases: int = 4
+    faithfulness_cases: int = 5  # five cases: the fewest over which a bootstrap CI is reported
+    loo_cases: int = 5
     infidelity_samples: int = 16
     erase_probability: float = 0.2
     sensitivity_cases: int = 1
-    sensitivity_samples: int = 3
+    sensitivity_samples: int = 2
     sensitivity_radius: float = 0.05  # times the standard deviation of the case-text embeddings
     sanity_cases: int = 1
     sanity_stages: tuple[float, ...] = (0.5, 1.0)  # share of the layers re-initialised, top first
@@ -83,7 +83,8 @@ def assess(adapter, encoded: dict, results: dict[str, dict[str, dict]], instance
     sensitivity = _sensitivity(adapter, encoded, results, instances, stages["sensitivity"], seed, plan, progress)
     sanity = _sanity(adapter, encoded, results, instances, stages["sanity"], seed, plan, progress)
     progress.close()
-    return {"plan": asdict(plan), "faithfulness": faithfulness, "sensitivity": sensitivity, "sanity": sanity}
+    plan_record = {**asdict(plan), "sanity_stages": list(plan.sanity_stages)}  # as JSON reads it back
+    return {"plan": plan_record, "faithfulness": faithfulness, "sensitivity": sensitivity, "sanity": sanity}
 
 
 def _mean_ci(values: list[float], seed: int) -> dict[str, Any]:

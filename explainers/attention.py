@@ -25,6 +25,7 @@ class AttentionRollout:
     title = "Attention rollout (descriptive)"
     descriptive = True
     signed = False
+    stochastic = False
 
     def __init__(self, residual_weight: float = 0.5):
         self.params = {"residual_weight": residual_weight}

@@ -50,6 +50,7 @@ class Explainer(Protocol):
     title: str
     descriptive: bool  # True where the scores describe the model but do not explain its decision
     signed: bool  # False where scores are magnitudes (no direction toward an answer)
+    stochastic: bool  # True where the scores depend on the seed, so a second seed measures their stability
     params: dict[str, Any]
 
     def explain(self, adapter, encoded, region=None) -> Attribution: ...

@@ -35,6 +35,7 @@ class LayerIntegratedGradients:
     title = "Integrated Gradients on input embeddings"
     descriptive = False
     signed = True
+    stochastic = False
 
     def __init__(self, n_steps: int = 32, method: str = "gausslegendre", batch_tokens: int = DEFAULT_BATCH_TOKENS):
         self.params = {"n_steps": n_steps, "method": method}
@@ -74,6 +75,7 @@ class _SingleGradient:
     title = ""
     descriptive = False
     signed = True
+    stochastic = False
     captum_class = None
     reduction = ""
 
@@ -116,6 +118,7 @@ class GradientSHAP:
     title = "GradientSHAP (expected gradients)"
     descriptive = False
     signed = True
+    stochastic = True
 
     def __init__(self, n_samples: int = 8, stdevs: float = 0.0, seed: int = 0):
         self.params = {"n_samples": n_samples, "stdevs": stdevs, "seed": seed}

@@ -41,6 +41,7 @@ class _Perturbation:
     title = ""
     descriptive = False
     signed = True
+    stochastic = False  # True where the scores depend on the seed (sampled coalitions or neighbours)
 
     def __init__(self, unit: str = "slot", seed: int = 0, **params):
         if unit not in UNITS:
@@ -91,6 +92,8 @@ class WordAblation(_Perturbation):
 
 class _Sampled(_Perturbation):
     """captum methods that sample feature subsets: Shapley sampling, LIME and KernelSHAP."""
+
+    stochastic = True
 
     def __init__(self, unit: str = "slot", n_samples: int = 64, seed: int = 0):
         super().__init__(unit=unit, seed=seed, n_samples=n_samples)

@@ -25,11 +25,13 @@ import torch
 
 from audit.errors import ModelSpecError, SuiteError
 from audit.models.loading import LoadedModel
+from audit.models.prefix import PrefixCache
 from audit.suites.expand import Case
 from audit.suites.schema import Suite
 from explainers.spans import Word, align_words, slot_token_spans
 
 DEFAULT_BATCH_TOKENS = 4096
+MIN_PREFIX_TOKENS = 8  # below this a shared prefix saves less than its own forward pass costs
 
 
 @dataclass
@@ -132,17 +134,17 @@ class Adapter:
             slot_tokens=slot_token_spans(token_chars, case.slots),
         )
 
-    def _pad(self, encoded: list[Encoded]) -> dict[str, torch.Tensor]:
-        width = max(e.length for e in encoded)
-        ids = torch.full((len(encoded), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(encoded), width), dtype=torch.long)
-        for row, item in enumerate(encoded):
+    def _pad(self, rows: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for row, item in enumerate(rows):
             if self.padding_side == "left":
-                ids[row, width - item.length :] = item.input_ids
-                mask[row, width - item.length :] = 1
+                ids[row, width - len(item) :] = item
+                mask[row, width - len(item) :] = 1
             else:
-                ids[row, : item.length] = item.input_ids
-                mask[row, : item.length] = 1
+                ids[row, : len(item)] = item
+                mask[row, : len(item)] = 1
         return {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
 
     def forward_logits(self, input_ids=None, inputs_embeds=None, attention_mask=None, prefix=None) -> torch.Tensor:
@@ -160,18 +162,44 @@ class Adapter:
 
     @torch.inference_mode()
     def decide(self, encoded: list[Encoded], batch_tokens: int = DEFAULT_BATCH_TOKENS, progress=None):
-        """Scores and answer masses of many cases, batched by a token budget (similar lengths together)."""
+        """Scores and answer masses of many cases, batched by a token budget (similar lengths together).
+
+        For a causal model the cases of one scenario share their prompt up to the first varying slot; that
+        prefix runs once per scenario (``audit.models.prefix``) and each batch runs only the rest.
+        """
         scores = [0.0] * len(encoded)
         masses = [0.0] * len(encoded)
-        for chunk in token_budget_batches([e.length for e in encoded], batch_tokens):
-            logits = self.forward_logits(**self._pad([encoded[i] for i in chunk]))
-            batch_scores, batch_masses = self.read_out(logits)
-            for i, s, m in zip(chunk, batch_scores.tolist(), batch_masses.tolist()):
-                scores[i], masses[i] = s, m
-            if progress is not None:
-                progress.advance(len(chunk))
+        for members, prefix in self._prefix_groups(encoded):
+            start = prefix.length if prefix is not None else 0
+            rests = [encoded[i].input_ids[start:] for i in members]
+            for chunk in token_budget_batches([len(r) for r in rests], batch_tokens):
+                logits = self.forward_logits(**self._pad([rests[i] for i in chunk]), prefix=prefix)
+                batch_scores, batch_masses = self.read_out(logits)
+                for i, s, m in zip(chunk, batch_scores.tolist(), batch_masses.tolist()):
+                    scores[members[i]], masses[members[i]] = s, m
+                if progress is not None:
+                    progress.advance(len(chunk))
         return scores, masses
 
+    def _prefix_groups(self, encoded: list[Encoded]):
+        """(case indices, shared prefix or None) per scenario; all cases in one group where no cache applies."""
+        if not self.supports_prefix_cache:
+            yield list(range(len(encoded))), None
+            return
+        groups: dict[str, list[int]] = {}
+        for index, item in enumerate(encoded):
+            groups.setdefault(item.case.scenario_id, []).append(index)
+        for members in groups.values():
+            ids = [encoded[i].input_ids for i in members]
+            length = min(len(i) for i in ids) - 1  # every row keeps at least its answer position
+            for other in ids[1:]:
+                differs = (ids[0][:length] != other[:length]).nonzero()
+                length = int(differs[0]) if len(differs) else length
+            if length < MIN_PREFIX_TOKENS:
+                yield members, None
+                continue
+            embeddings = self.embedding_layer(ids[0][None, :length].to(self.device))
+            yield members, PrefixCache.of(self.model, embeddings)
 
 class DecisionAdapter(Adapter):
     """A causal LM answering the suite's question through its chat template."""

@@ -1,7 +1,8 @@
 """Every registered explainer passes the same checks (as scikit-learn's estimator checks do).
 
 Deterministic under a seed, finite scores, one score per token, word scores
-summing to token scores, cost recorded; methods with a completeness axiom
+summing to token scores, cost recorded, and the region it is handed is the
+one it explains; methods with a completeness axiom
 report a convergence delta that shrinks with more steps.
 """
 
@@ -15,6 +16,7 @@ import torch
 import explainers
 from audit.models import load_model, make_adapter, parse_model_spec
 from audit.suites import expand, load_suite, parse_suite
+from explainers.region import Region
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +51,18 @@ def test_conformance(adapters, family, name):
     assert first.params and first.method == name
     with torch.no_grad():
         assert first.score == pytest.approx(float(adapter.score(input_ids=encoded.input_ids[None])), abs=1e-4)
+    if "seed" in first.params and not explainers.REGISTRY[name].stochastic:
+        other_seed = explainers.get(name, seed=first.params["seed"] + 1).explain(adapter, encoded)
+        assert other_seed.token_scores == pytest.approx(first.token_scores, abs=1e-6), "declared seed-independent"
+    # the robustness checks hand the method a region: its own gives the same map, a nudged one a different map
+    region = Region.of(adapter, encoded)
+    torch.manual_seed(0)
+    given = explainers.get(name).explain(adapter, encoded, region)
+    assert given.token_scores == pytest.approx(first.token_scores, abs=1e-5)
+    nudged = region.with_region(region.region + 0.5 * region.region.std() * torch.randn_like(region.region))
+    torch.manual_seed(0)
+    moved = explainers.get(name).explain(adapter, encoded, nudged)
+    assert moved.score != pytest.approx(first.score, abs=1e-6), "the method read the region it was given"
 
 
 @pytest.mark.parametrize("family", ["causal-lm", "classifier"])
