@@ -223,3 +223,82 @@ def sanity_chart(layer_counts: list[int], curves: list[tuple[str, list[float | N
         ax.spines[["top", "right"]].set_visible(False)
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
         return _to_svg(fig, salt)
+
+
+def lens_chart(baseline_mean: list[float], baseline_ci: list, groups: list[tuple[str, list[float]]],
+               salt: str) -> Markup:
+    """Top: the baselines' decision log-odds read at every depth (logit lens), mean and 95 % band.
+    Bottom: the per-depth shift of the groups with the largest final gaps against their baselines."""
+    depths = np.arange(len(baseline_mean))
+    palette = ["#1f5f99", "#c2571a", "#2e7d32", "#6a1b9a", "#b26a00", "#00838f"]
+    with matplotlib.rc_context(STYLE):
+        fig = _new_figure(3.6)
+        top, bottom = fig.subplots(2, 1, sharex=True)
+        top.plot(depths, baseline_mean, color=INK, linewidth=1.2, label="baseline applicants, mean")
+        bands = [(d, ci) for d, ci in zip(depths, baseline_ci) if ci]
+        if bands:
+            top.fill_between([d for d, _ in bands], [ci[0] for _, ci in bands], [ci[1] for _, ci in bands],
+                             color=BAND, label="95 % CI over scenarios")
+        top.axhline(0, color=MUTED, linewidth=0.6)
+        top.set_ylabel("decision log-odds\n(+ favourable)")
+        top.legend(loc="upper left")
+        for index, (label, curve) in enumerate(groups):
+            bottom.plot(depths, curve, color=palette[index % len(palette)], linewidth=1.1, label=_literal(label))
+        bottom.axhline(0, color=MUTED, linewidth=0.6)
+        bottom.set_ylabel("shift vs baseline\n(log-odds)")
+        bottom.set_xlabel("depth (0 = embeddings, then after each layer)")
+        bottom.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        for ax in (top, bottom):
+            ax.grid(axis="y", color="#eef1f4", linewidth=0.5)
+            ax.spines[["top", "right"]].set_visible(False)
+        return _to_svg(fig, salt)
+
+
+def probe_chart(panels: list[tuple[str, list[float], list[float], float]], salt: str) -> Markup:
+    """Small multiples, one per probed property: probe accuracy (solid), control-task accuracy (dashed) and the
+    majority-class share (dotted) at every depth."""
+    columns = 2
+    rows = max(1, math.ceil(len(panels) / columns))
+    with matplotlib.rc_context(STYLE):
+        fig = _new_figure(0.4 + 1.35 * rows)
+        axes = np.atleast_1d(fig.subplots(rows, columns, sharex=True, sharey=True)).ravel()
+        for ax, (label, accuracy, control, majority) in zip(axes, panels):
+            depths = np.arange(len(accuracy))
+            ax.plot(depths, accuracy, color=COLOURS["within"], linewidth=1.1, label="probe")
+            ax.plot(depths, control, color=COLOURS["protected"], linewidth=1.0, linestyle="--", label="control task")
+            ax.axhline(majority, color=MUTED, linewidth=0.8, linestyle=":", label="majority class")
+            ax.set_title(_literal(label), fontsize=7.5, loc="left")
+            ax.set_ylim(0, 1.02)
+            ax.grid(axis="y", color="#eef1f4", linewidth=0.5)
+            ax.spines[["top", "right"]].set_visible(False)
+        for ax in axes[len(panels):]:
+            ax.set_visible(False)
+        axes[0].legend(loc="lower right", fontsize=6)
+        fig.supxlabel("depth (0 = embeddings)", fontsize=7)
+        fig.supylabel("out-of-fold accuracy", fontsize=7)
+        return _to_svg(fig, salt)
+
+
+def patching_chart(layers: list[int], means: list[float | None], cis: list, pairs: list[tuple[str, list]],
+                   salt: str) -> Markup:
+    """Normalised indirect effect of patching the attribute span per layer (-1 = input embeddings): each pair
+    (thin) and the mean with its 95 % band (thick)."""
+    with matplotlib.rc_context(STYLE):
+        fig = _new_figure(2.4)
+        ax = fig.add_subplot()
+        for label, values in pairs:
+            ax.plot(layers, [np.nan if v is None else v for v in values], color="#b8c2cc", linewidth=0.7)
+        bands = [(x, ci) for x, ci in zip(layers, cis) if ci]
+        if bands:
+            ax.fill_between([x for x, _ in bands], [ci[0] for _, ci in bands], [ci[1] for _, ci in bands],
+                            color=BAND, label="95 % CI over pairs")
+        ax.plot(layers, [np.nan if m is None else m for m in means], color=COLOURS["within"], linewidth=1.4,
+                marker="o", markersize=2.5, label="mean over pairs")
+        ax.axhline(0, color=MUTED, linewidth=0.6)
+        ax.axhline(1, color=MUTED, linewidth=0.6, linestyle=":")
+        ax.set_xlabel("layer whose output is patched at the attribute's tokens (-1 = input embeddings)")
+        ax.set_ylabel("share of the gap carried\n(IE / TE)")
+        ax.grid(axis="y", color="#eef1f4", linewidth=0.5)
+        ax.spines[["top", "right"]].set_visible(False)
+        ax.legend(loc="upper right")
+        return _to_svg(fig, salt)

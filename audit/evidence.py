@@ -25,7 +25,7 @@ from typing import Any
 from audit.errors import AuditError, BundleError
 from audit.hashing import sha256_file
 
-SCHEMA_VERSION = "1.1"  # 1.1 added adverse_action; a 1.0 bundle reads with adverse_action None
+SCHEMA_VERSION = "1.1"  # 1.1 added adverse_action and internals; a 1.0 bundle reads with both None
 SUPPORTED_SCHEMAS = ("1.0", "1.1")
 BUNDLE_FILE = "bundle.json"
 MANIFEST_FILE = "manifest.sha256"
@@ -51,6 +51,7 @@ class EvidenceBundle:
     verdict: dict[str, Any]
     clauses: list[dict[str, Any]]
     adverse_action: dict[str, Any] | None = None  # principal reasons of unfavourable decisions (audit.reasons)
+    internals: dict[str, Any] | None = None  # logit lens and probes (audit.internals)
 
     def to_dict(self) -> dict[str, Any]:
         return _finite(asdict(self))

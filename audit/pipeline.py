@@ -1,7 +1,7 @@
 """The one place that orders the stages of an audit.
 
     validate inputs -> load model -> expand suite -> score every case
-    -> counterfactual statistics -> attributions -> adverse-action reasons
+    -> counterfactual statistics -> internals (probes, logit lens) -> attributions -> adverse-action reasons
     -> controls -> bundle -> report
 
 Every input is checked before the model is loaded, and nothing is written
@@ -27,6 +27,7 @@ from audit.evidence import (
     BUNDLE_FILE, SCHEMA_VERSION, EvidenceBundle, check_output_dir, environment, utc_now, write_outputs,
 )
 from audit.fairness import counterfactual_statistics, decision_of
+from audit.internals import internals
 from audit.models import DEFAULT_MODEL, load_model, make_adapter, parse_model_spec
 from audit.models.loading import check_runtime, check_weights
 from audit.policy import DEFAULT_STABILITY_FLOOR, evaluate, load_policy, verdict
@@ -35,6 +36,7 @@ from audit.reasons import adverse_action_reasons
 from audit.regulations import clauses_for, load_catalog
 from audit.suites import expand, load_suite
 from audit.suites.schema import Suite
+from explainers.hidden import HiddenStateRecorder, answer_and_slot_positions
 
 DEFAULT_SUITE = "fair-lending"
 DEFAULT_OUT = "audit-out"
@@ -101,7 +103,8 @@ def run(
     cases = expand(the_suite, limit)
     encoded = [adapter.encode(case) for case in cases]
     progress = Progress("scoring", len(encoded), quiet=quiet)
-    scores, masses = adapter.decide(encoded, progress=progress)
+    recorder = HiddenStateRecorder(adapter, answer_and_slot_positions(adapter, slots=set()))
+    scores, masses = adapter.decide(encoded, progress=progress, recorder=recorder)
     progress.close()
     records = _case_records(encoded, scores, masses)
     timings["score_cases"] = time.monotonic() - stage
@@ -113,7 +116,13 @@ def run(
     timings["statistics"] = time.monotonic() - stage
 
     stage = time.monotonic()
+    note("probing hidden states and reading the logit lens", quiet=quiet)
     by_id = {e.case.case_id: e for e in encoded}
+    inside = internals(adapter, recorder.states, records, the_suite, by_id, seed=seed, quiet=quiet)
+    del recorder  # the hidden states are summarised: free them before attribution
+    timings["internals"] = time.monotonic() - stage
+
+    stage = time.monotonic()
     attributions = run_explainers(adapter, by_id, records, chosen_methods, ig_steps=ig_steps, seed=seed, quiet=quiet)
     timings["attribution"] = time.monotonic() - stage
 
@@ -152,6 +161,7 @@ def run(
         verdict=outcome,
         clauses=[{**c, "catalog_as_of": load_catalog()["as_of"]} for c in clauses_for(clause_ids)],
         adverse_action=adverse_action,
+        internals=inside,
     )
     files = {BUNDLE_FILE: bundle.to_json()}
     if render:

@@ -26,6 +26,7 @@ from audit import charts
 from audit.evidence import BUNDLE_FILE, MANIFEST_FILE, EvidenceBundle
 from audit.fairness import INTERSECTION
 from audit.report_reasons import reasons_context
+from audit.report_internals import internals_context
 from audit.report_trust import trust_context
 
 NBSP = "\u00a0"
@@ -953,6 +954,7 @@ def build_context(bundle: EvidenceBundle) -> dict[str, Any]:
         "attributions": _attributions(bundle),
         "trust": trust_context(bundle),
         "reasons": reasons_context(bundle),
+        "inside": internals_context(bundle),
         "crosswalk": _crosswalk(bundle),
         "limitations": _limitations(bundle),
         "repro": _reproducibility(bundle),

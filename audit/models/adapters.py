@@ -161,19 +161,28 @@ class Adapter:
         return self.read_out(logits)[0]
 
     @torch.inference_mode()
-    def decide(self, encoded: list[Encoded], batch_tokens: int = DEFAULT_BATCH_TOKENS, progress=None):
+    def decide(self, encoded: list[Encoded], batch_tokens: int = DEFAULT_BATCH_TOKENS, progress=None, recorder=None):
         """Scores and answer masses of many cases, batched by a token budget (similar lengths together).
 
         For a causal model the cases of one scenario share their prompt up to the first varying slot; that
         prefix runs once per scenario (``audit.models.prefix``) and each batch runs only the rest.
+        ``recorder`` (``explainers.hidden.HiddenStateRecorder``) keeps hidden states of the same passes.
         """
         scores = [0.0] * len(encoded)
         masses = [0.0] * len(encoded)
-        for members, prefix in self._prefix_groups(encoded):
+        earliest = recorder.earliest if recorder is not None else (lambda e: e.length)
+        for members, prefix in self._prefix_groups(encoded, earliest):
             start = prefix.length if prefix is not None else 0
             rests = [encoded[i].input_ids[start:] for i in members]
             for chunk in token_budget_batches([len(r) for r in rests], batch_tokens):
-                logits = self.forward_logits(**self._pad([rests[i] for i in chunk]), prefix=prefix)
+                padded = self._pad([rests[i] for i in chunk])
+                if recorder is None:
+                    logits = self.forward_logits(**padded, prefix=prefix)
+                else:
+                    width = padded["input_ids"].shape[1]
+                    pad = [width - len(rests[i]) if self.padding_side == "left" else 0 for i in chunk]
+                    with recorder.recording([encoded[members[i]] for i in chunk], [p - start for p in pad]):
+                        logits = self.forward_logits(**padded, prefix=prefix)
                 batch_scores, batch_masses = self.read_out(logits)
                 for i, s, m in zip(chunk, batch_scores.tolist(), batch_masses.tolist()):
                     scores[members[i]], masses[members[i]] = s, m
@@ -181,8 +190,11 @@ class Adapter:
                     progress.advance(len(chunk))
         return scores, masses
 
-    def _prefix_groups(self, encoded: list[Encoded]):
-        """(case indices, shared prefix or None) per scenario; all cases in one group where no cache applies."""
+    def _prefix_groups(self, encoded: list[Encoded], earliest):
+        """(case indices, shared prefix or None) per scenario; all cases in one group where no cache applies.
+
+        The prefix ends before ``earliest(case)`` of every member: positions a recorder reads must be run.
+        """
         if not self.supports_prefix_cache:
             yield list(range(len(encoded))), None
             return
@@ -191,7 +203,7 @@ class Adapter:
             groups.setdefault(item.case.scenario_id, []).append(index)
         for members in groups.values():
             ids = [encoded[i].input_ids for i in members]
-            length = min(len(i) for i in ids) - 1  # every row keeps at least its answer position
+            length = min(min(len(i) - 1, earliest(encoded[m])) for i, m in zip(ids, members))
             for other in ids[1:]:
                 differs = (ids[0][:length] != other[:length]).nonzero()
                 length = int(differs[0]) if len(differs) else length

@@ -1,0 +1,150 @@
+"""Report context for "Inside the model": logit lens and probes, from ``bundle.internals`` alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from audit import charts
+from audit.evidence import EvidenceBundle
+
+LENS_GROUPS_SHOWN = 6
+
+
+def internals_context(bundle: EvidenceBundle) -> dict[str, Any] | None:
+    inside = bundle.internals
+    if not inside:
+        return None
+    lens = inside["lens"]
+    probes = inside["probes"]
+    return {
+        "lens": _lens(lens) if lens.get("evaluated") else None,
+        "lens_why": None if lens.get("evaluated") else lens.get("why"),
+        "probe_rows": [_probe_row(p) for p in probes],
+        "probe_chart": _probe_chart(probes),
+        "probe_readings": _probe_readings(probes),
+        "probe_definition": inside["probe_definition"],
+        "patching": _patching(inside.get("patching")),
+    }
+
+
+def _patching(patching: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not patching or not patching["pairs"]:
+        return None
+    summary = patching["summary"]
+    layers = [row["layer"] for row in summary["layers"]]
+    means = [row["normalised_indirect_effect"]["mean"] for row in summary["layers"]]
+    cis = [row["normalised_indirect_effect"]["ci"] for row in summary["layers"]]
+    pairs = [(pair["source_case_id"], [row["normalised_indirect_effect"] for row in pair["layers"]])
+             for pair in patching["pairs"]]
+    mediated = summary["mediated_fraction"]
+    readings = []
+    if mediated["mean"] is not None:
+        readings.append(
+            f"After the first layer, the words of the protected attribute still carry {mediated['mean']:.0%} of the "
+            "decision gap on average"
+            + (f" (95 % CI [{mediated['ci'][0]:.0%}, {mediated['ci'][1]:.0%}])" if mediated["ci"] else "")
+            + f" over {mediated['n_pairs']} pairs: patching their hidden states alone moves the baseline's decision "
+            "that far toward the counterfactual's."
+        )
+    if summary["peak_layer"] is not None:
+        readings.append(f"The attribute's own positions matter most at layer {summary['peak_layer']}; after that "
+                        "the information has moved on to later positions, and patching the attribute's words no "
+                        "longer moves the decision.")
+    if summary["n_pairs_total_effect_below_floor"]:
+        readings.append(f"{summary['n_pairs_total_effect_below_floor']} pair(s) moved the decision by less than "
+                        f"{patching['total_effect_floor']} log-odds in total; their shares are not defined and are "
+                        "left out of the mean.")
+    return {
+        "selection": patching["selection"],
+        "metric": summary["metric"],
+        "direction": summary["direction"],
+        "n_pairs": summary["n_pairs"],
+        "floor": patching["total_effect_floor"],
+        "rows": [{"source": p["source_case_id"], "target": p["target_case_id"], "total_effect": p["total_effect"],
+                  "tokens": f"{p['patched_tokens']} of {p['source_span_tokens']} / {p['target_span_tokens']}",
+                  "seconds": p["seconds"]} for p in patching["pairs"]],
+        "chart": charts.patching_chart(layers, means, cis, pairs, salt="patching"),
+        "readings": readings,
+    }
+
+
+def _lens(lens: dict[str, Any]) -> dict[str, Any]:
+    forming = [d for d in lens["forming_depths"] if d is not None]
+    ranked = sorted(lens["groups"], key=lambda g: -abs(g["mean_shift"][-1]))
+    shown = ranked[:LENS_GROUPS_SHOWN]
+    readings = []
+    if forming:
+        readings.append(
+            f"Where the decision forms: the baseline applications' decision settles on its final side at depth "
+            f"{int(np.median(forming))} of {lens['depths'] - 1} (median over {len(forming)} scenarios; range "
+            f"{min(forming)} to {max(forming)}). Before that depth the read-out points the other way or nowhere."
+        )
+    for group in shown[:3]:
+        settles = group["settles_at"]
+        readings.append(
+            f"{group['property']} = {group['group']}: the final gap of {group['mean_shift'][-1]:+.3f} log-odds "
+            + (f"builds up from depth {settles} on." if settles is not None else "does not settle before the end.")
+        )
+    return {
+        "definition": lens["definition"],
+        "depths": lens["depths"],
+        "chart": charts.lens_chart(
+            lens["baseline_mean"], lens["baseline_ci"],
+            [(f"{g['property']} = {g['group']}", g["mean_shift"]) for g in shown], salt="lens",
+        ),
+        "groups": [
+            {"label": f"{g['property']} = {g['group']}", "final": g["mean_shift"][-1],
+             "final_ci": g["shift_ci"][-1], "settles_at": g["settles_at"], "n": g["n_scenarios"]}
+            for g in ranked
+        ],
+        "readings": readings,
+    }
+
+
+def _best(probe: dict[str, Any]) -> dict[str, Any] | None:
+    if not probe.get("evaluated"):
+        return None
+    return probe["layers"][probe["most_selective_depth"]]
+
+
+def _probe_row(probe: dict[str, Any]) -> dict[str, Any]:
+    best = _best(probe)
+    position = "answer position" if probe["position"] == "answer" else f"words of '{probe['attribute']}'"
+    return {
+        "target": probe["target"], "position": position, "evaluated": probe.get("evaluated", False),
+        "why": probe.get("why"), "n": probe.get("n_cases"), "majority": probe.get("majority"),
+        "depth": None if best is None else best["depth"], "best": best,
+        "final": probe["layers"][-1] if probe.get("evaluated") else None,
+    }
+
+
+def _probe_chart(probes: list[dict[str, Any]]):
+    panels = [
+        (f"{p['target']} at the answer position", [d["accuracy"] for d in p["layers"]],
+         [d["control_accuracy"] for d in p["layers"]], p["majority"])
+        for p in probes if p["position"] == "answer" and p.get("evaluated")
+    ]
+    return charts.probe_chart(panels, salt="probes") if panels else None
+
+
+def _probe_readings(probes: list[dict[str, Any]]) -> list[str]:
+    readings = []
+    for probe in probes:
+        if probe["position"] != "answer" or not probe.get("evaluated") or probe["target"] == "decision":
+            continue
+        best = _best(probe)
+        low = best["selectivity_ci"][0] if best["selectivity_ci"] else None
+        encoded = low is not None and low > 0 and best["accuracy"] > probe["majority"]
+        verdict = ("is linearly decodable from the decision position beyond what the words alone give"
+                   if encoded else "is not decodable from the decision position beyond word identity and chance")
+        readings.append(
+            f"{probe['target'].capitalize()} {verdict}: best selectivity {best['selectivity']:+.2f}"
+            + (f" (95 % CI [{best['selectivity_ci'][0]:+.2f}, {best['selectivity_ci'][1]:+.2f}])"
+               if best["selectivity_ci"] else "")
+            + f" at depth {best['depth']}, accuracy {best['accuracy']:.2f} against a majority share of "
+            f"{probe['majority']:.2f}. Being decodable is not by itself a failure: it says the information reaches "
+            "the point where the model answers, which the fairness results then test."
+        )
+    return readings

@@ -1,0 +1,92 @@
+"""Logit lens of the decision score: where in the network the Yes/No decision forms.
+
+nostalgebraist (2020), "interpreting GPT: the logit lens"; Belrose et al. 2023
+("Eliciting Latent Predictions from Transformers with the Tuned Lens") for its
+limits. The hidden state h_l at the read-out position after layer l is read
+through the model's own final norm and output head, as if the network ended
+there:
+
+    causal LM:   z_l = W_U norm(h_l),   s_l = logsumexp(z_l[V+]) - logsumexp(z_l[V-])
+    classifier:  z_l = head(pooler(h_l[CLS])),   s_l = z_l[+] - z_l[-]
+
+(the softmax normaliser cancels in the log-odds, so only the verbaliser's rows
+of W_U are needed). At the last layer s_L is the decision score itself; the
+layer at which s_l settles on its final side is where the decision forms.
+Early layers were not trained to be read this way, so s_l there is a
+description, not a calibrated score.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+
+class LensUnavailable(Exception):
+    """The architecture has no final norm / head the lens knows how to apply."""
+
+
+def _module(root, names: tuple[str, ...]):
+    for name in names:
+        module = root
+        for part in name.split("."):
+            module = getattr(module, part, None)
+        if module is not None:
+            return module
+    return None
+
+
+def decision_reader(adapter) -> Callable[[np.ndarray], np.ndarray]:
+    """A function mapping hidden states [n, d] at the read-out position to lens decision scores [n]."""
+    model = adapter.model
+    base = getattr(model, model.base_model_prefix, model)
+    if adapter.family == "causal-lm":
+        norm = _module(base, ("norm", "final_layernorm", "ln_f", "decoder.final_layer_norm"))
+        head = model.get_output_embeddings()
+        if norm is None or head is None:
+            raise LensUnavailable(f"no final norm or output head found on {type(model).__name__}")
+        favourable = sorted(adapter.verbaliser.favourable)
+        unfavourable = sorted(adapter.verbaliser.unfavourable)
+        rows = favourable + unfavourable
+        weight = head.weight[rows]
+        bias = head.bias[rows] if getattr(head, "bias", None) is not None else None
+
+        def read(states: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                hidden = torch.as_tensor(states, device=weight.device).to(weight.dtype)
+                logits = torch.nn.functional.linear(norm(hidden), weight, bias).float()
+                n = len(favourable)
+                return (logits[:, :n].logsumexp(-1) - logits[:, n:].logsumexp(-1)).cpu().numpy()
+
+        return read
+    pooler = _module(base, ("pooler",))
+    classifier = _module(model, ("classifier",))
+    if pooler is None or classifier is None:
+        raise LensUnavailable(f"no pooler and classifier head found on {type(model).__name__}")
+
+    def read_classifier(states: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            hidden = torch.as_tensor(states, device=adapter.device).to(next(model.parameters()).dtype)
+            logits = classifier(pooler(hidden[:, None, :])).float()
+            return (logits[:, adapter.favourable_index] - logits[:, adapter.unfavourable_index]).cpu().numpy()
+
+    return read_classifier
+
+
+def lens_scores(adapter, answer_states: dict[str, np.ndarray]) -> dict[str, list[float]]:
+    """Per case id, the lens decision score after the embeddings and after every layer ([layers + 1])."""
+    read = decision_reader(adapter)
+    return {case_id: read(states).tolist() for case_id, states in answer_states.items()}
+
+
+def forming_layer(curve: list[float]) -> int | None:
+    """The first depth from which the lens score stays on the side of the final decision (None if it never does)."""
+    final = np.sign(curve[-1])
+    if final == 0:
+        return None
+    depth = len(curve) - 1
+    while depth > 0 and np.sign(curve[depth - 1]) == final:
+        depth -= 1
+    return depth
