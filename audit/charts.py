@@ -232,7 +232,7 @@ def lens_chart(baseline_mean: list[float], baseline_ci: list, groups: list[tuple
     depths = np.arange(len(baseline_mean))
     palette = ["#1f5f99", "#c2571a", "#2e7d32", "#6a1b9a", "#b26a00", "#00838f"]
     with matplotlib.rc_context(STYLE):
-        fig = _new_figure(3.6)
+        fig = _new_figure(4.4)
         top, bottom = fig.subplots(2, 1, sharex=True)
         top.plot(depths, baseline_mean, color=INK, linewidth=1.2, label="baseline applicants, mean")
         bands = [(d, ci) for d, ci in zip(depths, baseline_ci) if ci]
@@ -241,13 +241,13 @@ def lens_chart(baseline_mean: list[float], baseline_ci: list, groups: list[tuple
                              color=BAND, label="95 % CI over scenarios")
         top.axhline(0, color=MUTED, linewidth=0.6)
         top.set_ylabel("decision log-odds\n(+ favourable)")
-        top.legend(loc="upper left")
+        top.legend(loc="lower right")
         for index, (label, curve) in enumerate(groups):
             bottom.plot(depths, curve, color=palette[index % len(palette)], linewidth=1.1, label=_literal(label))
         bottom.axhline(0, color=MUTED, linewidth=0.6)
         bottom.set_ylabel("shift vs baseline\n(log-odds)")
         bottom.set_xlabel("depth (0 = embeddings, then after each layer)")
-        bottom.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        bottom.legend(loc="upper left", bbox_to_anchor=(0.0, -0.32), ncols=2, fontsize=6)
         for ax in (top, bottom):
             ax.grid(axis="y", color="#eef1f4", linewidth=0.5)
             ax.spines[["top", "right"]].set_visible(False)

@@ -144,7 +144,10 @@ def _probe_readings(probes: list[dict[str, Any]]) -> list[str]:
             + (f" (95 % CI [{best['selectivity_ci'][0]:+.2f}, {best['selectivity_ci'][1]:+.2f}])"
                if best["selectivity_ci"] else "")
             + f" at depth {best['depth']}, accuracy {best['accuracy']:.2f} against a majority share of "
-            f"{probe['majority']:.2f}. Being decodable is not by itself a failure: it says the information reaches "
-            "the point where the model answers, which the fairness results then test."
+            f"{probe['majority']:.2f}."
         )
+    if any("beyond what the words alone give" in r for r in readings):
+        readings.append("Being decodable is not by itself a failure: it says the characteristic reaches the point "
+                        "where the model answers; whether the decision uses it is what the fairness results and the "
+                        "patching below test.")
     return readings
