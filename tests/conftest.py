@@ -137,3 +137,15 @@ def write_yaml(path: Path, data) -> Path:
 def write_json(path: Path, data) -> Path:
     path.write_text(json.dumps(data))
     return path
+
+
+@pytest.fixture(scope="module")
+def adapters(tiny_llama_dir, tiny_bert_classifier_dir, fair_lending_raw):
+    """The tiny Llama (decision adapter) and tiny BERT (classifier adapter), keyed by family."""
+    from audit.models import load_model, make_adapter, parse_model_spec
+    from audit.suites import parse_suite
+
+    llama = make_adapter(load_model(parse_model_spec(str(tiny_llama_dir))), load_suite("fair-lending"))
+    raw = dict(fair_lending_raw, answers={"favourable": ["approve"], "unfavourable": ["decline"]})
+    bert = make_adapter(load_model(parse_model_spec(str(tiny_bert_classifier_dir))), parse_suite(raw))
+    return {"causal-lm": llama, "classifier": bert}

@@ -14,17 +14,8 @@ import pytest
 import torch
 
 import explainers
-from audit.models import load_model, make_adapter, parse_model_spec
-from audit.suites import expand, load_suite, parse_suite
+from audit.suites import expand
 from explainers.region import Region
-
-
-@pytest.fixture(scope="module")
-def adapters(tiny_llama_dir, tiny_bert_classifier_dir, fair_lending_raw):
-    llama = make_adapter(load_model(parse_model_spec(str(tiny_llama_dir))), load_suite("fair-lending"))
-    raw = dict(fair_lending_raw, answers={"favourable": ["approve"], "unfavourable": ["decline"]})
-    bert = make_adapter(load_model(parse_model_spec(str(tiny_bert_classifier_dir))), parse_suite(raw))
-    return {"causal-lm": llama, "classifier": bert}
 
 
 METHODS = sorted(explainers.REGISTRY)

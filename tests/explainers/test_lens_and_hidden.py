@@ -6,18 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from audit.models import load_model, make_adapter, parse_model_spec
-from audit.suites import expand, load_suite, parse_suite
+from audit.suites import expand
 from explainers.hidden import HiddenStateRecorder, answer_and_slot_positions
 from explainers.lens import forming_layer, lens_scores
-
-
-@pytest.fixture(scope="module")
-def adapters(tiny_llama_dir, tiny_bert_classifier_dir, fair_lending_raw):
-    llama = make_adapter(load_model(parse_model_spec(str(tiny_llama_dir))), load_suite("fair-lending"))
-    raw = dict(fair_lending_raw, answers={"favourable": ["approve"], "unfavourable": ["decline"]})
-    bert = make_adapter(load_model(parse_model_spec(str(tiny_bert_classifier_dir))), parse_suite(raw))
-    return {"causal-lm": llama, "classifier": bert}
 
 
 @pytest.mark.parametrize("family", ["causal-lm", "classifier"])
