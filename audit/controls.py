@@ -189,6 +189,33 @@ def measure_adverse_action(evidence: dict, params: dict) -> list[Measurement]:
     ]
 
 
+def measure_mediation(evidence: dict, params: dict) -> list[Measurement]:
+    """The mediated fraction of activation patching (``explainers.patching.summarise_patching``): the mean over
+    patched pairs of NIE at the output of the first decoder layer, with its bootstrap CI over pairs."""
+    patching = (evidence.get("internals") or {}).get("patching")
+    if not patching or not patching["pairs"]:
+        return []
+    summary = patching["summary"]
+    mediated = summary["mediated_fraction"]
+    if mediated["mean"] is None:
+        return [
+            Measurement(
+                "patched pairs", None, None,
+                f"all {summary['n_pairs']} patched pairs moved the decision by less than "
+                f"{patching['total_effect_floor']} log-odds: there is no gap to mediate",
+            )
+        ]
+    peak = summary["peak_layer"]
+    return [
+        Measurement(
+            f"{mediated['n_pairs']} patched pairs", mediated["mean"],
+            None if mediated["ci"] is None else tuple(mediated["ci"]),
+            f"{summary['n_pairs']} pairs patched, {summary['n_pairs_total_effect_below_floor']} below the total-effect "
+            f"floor; the largest mean share is carried at decoder layer {peak}",
+        )
+    ]
+
+
 CONTROLS: dict[str, ControlDefinition] = {
     c.id: c
     for c in (
@@ -285,6 +312,21 @@ CONTROLS: dict[str, ControlDefinition] = {
             ("ecoa-reg-b-1002.9b2", "ecoa-15-usc-1691", "ecoa-reg-b-1002.4a", "eu-ai-act-art-13",
              "nist-ai-rmf-measure-2.9"),
             measure_adverse_action,
+        ),
+        ControlDefinition(
+            "protected-span-mediation",
+            "Share of the group gap carried by the protected words",
+            "When a protected attribute changes the decision, how much of that change still flows through the "
+            "protected words themselves after the model's first layer, where it could be read directly, rather "
+            "than through what the rest of the application says?",
+            "activation patching (Vig et al. 2020; Meng et al. 2022): mean over counterfactual pairs of the normalised "
+            "indirect effect of the attribute span's states at the output of the first decoder layer, patched from "
+            "the counterfactual into the baseline run; pairs whose decision moved by less than the total-effect "
+            "floor are left out; 95 % bootstrap CI over pairs",
+            "max",
+            "share",
+            ("ecoa-reg-b-1002.4a", "eu-ai-act-art-13", "nist-ai-rmf-measure-2.9"),
+            measure_mediation,
         ),
     )
 }

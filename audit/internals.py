@@ -16,8 +16,9 @@ while every case was scored (no extra forward pass) and runs:
   identity, which its control task matches (selectivity ~0 on every model we
   ran), so those positions are not probed;
 - activation patching (``explainers.patching``) of the attribute span, layer
-  by layer, for the ``PATCHED_PAIRS`` counterfactual pairs whose decision
-  moved most (at most one per scenario): the one part that runs the model
+  by layer, for ``PATCHED_PAIRS`` counterfactual pairs by default (the
+  scenarios' largest decision shifts, ``patched_pairs``) or as many as the
+  caller asks, every pair included: the one part that runs the model
   again, one batched pass per pair (about 7.5 s per pair for SmolLM2-135M on
   two CPU cores, so all 552 pairs of the bundled suite would take over an
   hour).
@@ -123,24 +124,38 @@ def probe_summary(states: dict[str, dict[str, np.ndarray]], records: list[dict[s
     return found
 
 
-def patched_pairs(records: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
-    """The counterfactual case with the largest |shift| of each scenario, the ``count`` largest of those."""
-    largest: dict[str, dict[str, Any]] = {}
+def patched_pairs(records: list[dict[str, Any]], count: int | None) -> list[dict[str, Any]]:
+    """The ``count`` counterfactual cases (every one when None) to patch, spread over scenarios.
+
+    Each scenario's counterfactual cases are ranked by |shift|; the first pick is every scenario's largest
+    (largest first), then every scenario's second largest, and so on, so a few pairs cover as many scenarios as
+    they can and the pairs whose decision moved most come first.
+    """
+    by_scenario: dict[str, list[dict[str, Any]]] = {}
     for record in records:
-        if record["attribute"] is None:
-            continue
-        best = largest.get(record["pair_id"])
-        if best is None or abs(record["shift"]) > abs(best["shift"]):
-            largest[record["pair_id"]] = record
-    return sorted(largest.values(), key=lambda r: -abs(r["shift"]))[:count]
+        if record["attribute"] is not None:
+            by_scenario.setdefault(record["pair_id"], []).append(record)
+    ranked = [sorted(found, key=lambda r: -abs(r["shift"])) for found in by_scenario.values()]
+    order = []
+    for rank in range(max((len(found) for found in ranked), default=0)):
+        order.extend(sorted((found[rank] for found in ranked if rank < len(found)), key=lambda r: -abs(r["shift"])))
+    return order if count is None else order[:count]
+
+
+def _selection(count: int | None, available: int) -> str:
+    if count is None or count >= available:
+        return f"all {available} counterfactual cases, each patched into its scenario's baseline case"
+    return (f"{count} of the {available} counterfactual cases, each patched into its scenario's baseline case: "
+            "every scenario's case whose decision moved most, largest first, then every scenario's second largest, "
+            "and so on (audit run --patching-pairs sets how many; all patches every case)")
 
 
 def patching_summary(adapter, encoded: dict, records: list[dict[str, Any]], *, seed: int,
-                     quiet: bool = False) -> dict[str, Any]:
+                     pairs_wanted: int | None = PATCHED_PAIRS, quiet: bool = False) -> dict[str, Any]:
     from audit.progress import Progress
 
     baselines = {r["pair_id"]: r["case_id"] for r in records if r["attribute"] is None}
-    chosen = patched_pairs(records, PATCHED_PAIRS)
+    chosen = patched_pairs(records, pairs_wanted)
     progress = Progress("activation patching", len(chosen), unit="pairs", quiet=quiet)
     pairs = []
     for record in chosen:
@@ -149,8 +164,8 @@ def patching_summary(adapter, encoded: dict, records: list[dict[str, Any]], *, s
         progress.advance()
     progress.close()
     return {
-        "selection": f"the {PATCHED_PAIRS} counterfactual cases whose decision moved most (at most one per "
-        "scenario), each patched into its scenario's baseline case",
+        "selection": _selection(pairs_wanted, len(patched_pairs(records, None))),
+        "pairs_wanted": pairs_wanted,
         "total_effect_floor": TOTAL_EFFECT_FLOOR,
         "summary": summarise_patching(pairs, seed=seed),
         "pairs": pairs,
@@ -158,11 +173,13 @@ def patching_summary(adapter, encoded: dict, records: list[dict[str, Any]], *, s
 
 
 def internals(adapter, states: dict[str, dict[str, np.ndarray]], records: list[dict[str, Any]], suite,
-              encoded: dict, *, seed: int, quiet: bool = False) -> dict[str, Any]:
+              encoded: dict, *, seed: int, patching_pairs: int | None = PATCHED_PAIRS,
+              quiet: bool = False) -> dict[str, Any]:
+    """``patching_pairs``: how many counterfactual pairs activation patching runs on (None: every pair)."""
     return {
         "lens": lens_summary(adapter, states, records, suite, seed=seed),
         "probes": probe_summary(states, records, suite, seed=seed),
-        "patching": patching_summary(adapter, encoded, records, seed=seed, quiet=quiet),
+        "patching": patching_summary(adapter, encoded, records, seed=seed, pairs_wanted=patching_pairs, quiet=quiet),
         "probe_definition": "multinomial logistic regression (scikit-learn, standardised features, C = 0.1) on "
         "the hidden state after each layer, out-of-fold accuracy under stratified k-fold grouped by scenario; "
         "control task (Hewitt & Liang 2019): one random label per word type (value text); selectivity = accuracy - "

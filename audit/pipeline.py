@@ -27,7 +27,7 @@ from audit.evidence import (
     BUNDLE_FILE, SCHEMA_VERSION, EvidenceBundle, check_output_dir, environment, utc_now, write_outputs,
 )
 from audit.fairness import counterfactual_statistics, decision_of
-from audit.internals import internals
+from audit.internals import PATCHED_PAIRS, internals
 from audit.models import DEFAULT_MODEL, load_model, make_adapter, parse_model_spec
 from audit.models.loading import check_runtime, check_weights
 from audit.policy import DEFAULT_STABILITY_FLOOR, evaluate, load_policy, verdict
@@ -65,6 +65,7 @@ def run(
     dtype: str = "float32",
     ig_steps: int = DEFAULT_IG_STEPS,
     methods: str | None = None,
+    patching_pairs: int | None = PATCHED_PAIRS,
     allow_pickle: bool = False,
     trust_remote_code: bool = False,
     render: bool = True,
@@ -81,6 +82,8 @@ def run(
         raise AuditError(f"--seed: must be a non-negative integer, got {seed}")
     if ig_steps < 2:
         raise AuditError(f"--ig-steps: must be at least 2, got {ig_steps}")
+    if patching_pairs is not None and patching_pairs < 1:
+        raise AuditError(f"--patching-pairs: must be at least 1 or 'all', got {patching_pairs}")
     check_runtime(device, dtype)
     check_output_dir(out)
     spec = parse_model_spec(model)
@@ -118,7 +121,8 @@ def run(
     stage = time.monotonic()
     note("probing hidden states and reading the logit lens", quiet=quiet)
     by_id = {e.case.case_id: e for e in encoded}
-    inside = internals(adapter, recorder.states, records, the_suite, by_id, seed=seed, quiet=quiet)
+    inside = internals(adapter, recorder.states, records, the_suite, by_id, seed=seed, patching_pairs=patching_pairs,
+                       quiet=quiet)
     del recorder  # the hidden states are summarised: free them before attribution
     timings["internals"] = time.monotonic() - stage
 

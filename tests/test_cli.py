@@ -48,6 +48,8 @@ def assert_one_line_error(result, *fragments):
         (["--no-such-flag"], ["--no-such-flag"]),
         (["--methods", "ig,telepathy"], ["--methods", "telepathy"]),
         (["--methods", "attention-rollout"], ["--methods", "descriptive only"]),
+        (["--patching-pairs", "some"], ["--patching-pairs", "'some'"]),
+        (["--patching-pairs", "0"], ["--patching-pairs", "at least 1"]),
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, monkeypatch, args, fragments):

@@ -65,3 +65,39 @@ def test_patching_covers_the_largest_shift_of_the_chosen_scenarios(bundle):
         assert pair["target_case_id"] == f"{case['pair_id']}/baseline"
         assert pair["total_effect"] == pytest.approx(case["shift"], abs=1e-4)
     assert len(patching["summary"]["layers"]) == 3  # input embeddings + 2 layers
+
+
+def test_pairs_are_spread_over_scenarios_before_a_scenario_gives_a_second():
+    from audit.internals import patched_pairs
+
+    records = [{"case_id": f"{s}/baseline", "pair_id": s, "attribute": None, "shift": 0.0} for s in "ab"]
+    records += [{"case_id": f"{s}/{k}", "pair_id": s, "attribute": "age", "shift": shift}
+                for s, shifts in {"a": [0.9, -0.8, 0.1], "b": [0.2, 0.3]}.items() for k, shift in enumerate(shifts)]
+    chosen = [r["case_id"] for r in patched_pairs(records, None)]
+    assert chosen == ["a/0", "b/1", "a/1", "b/0", "a/2"]
+    assert [r["case_id"] for r in patched_pairs(records, 2)] == ["a/0", "b/1"]
+
+
+def test_every_counterfactual_pair_is_patched_when_asked(adapters):
+    from audit.internals import patching_summary
+    from audit.suites import expand
+
+    adapter = adapters["causal-lm"]
+    encoded = {case.case_id: adapter.encode(case) for case in expand(adapter.suite, limit=1)}
+    records = [{"case_id": c, "pair_id": e.case.pair_id, "attribute": e.case.attribute, "shift": 0.0}
+               for c, e in encoded.items()]
+    found = patching_summary(adapter, encoded, records, seed=0, pairs_wanted=None, quiet=True)
+    counterfactuals = [c for c, e in encoded.items() if not e.case.is_baseline]
+    assert sorted(p["source_case_id"] for p in found["pairs"]) == sorted(counterfactuals)
+    assert found["selection"].startswith(f"all {len(counterfactuals)} counterfactual cases")
+    assert found["summary"]["n_pairs"] == len(counterfactuals)
+
+
+def test_the_mediation_control_reads_the_patching_summary(bundle):
+    control = next(c for c in bundle.controls if c["id"] == "protected-span-mediation")
+    mediated = bundle.internals["patching"]["summary"]["mediated_fraction"]
+    assert control["blocking"] is False
+    if mediated["mean"] is None:
+        assert control["status"] == "not evaluated"
+    else:
+        assert control["value"] == pytest.approx(mediated["mean"])
