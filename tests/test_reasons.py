@@ -7,7 +7,6 @@ import dataclasses
 import json
 
 import pytest
-import torch
 
 import audit
 from audit.errors import PolicyError
@@ -19,6 +18,7 @@ from audit.reasons import (
 from audit.report import render_html
 from audit.report_view import _control_reading
 from tests.conftest import write_yaml
+from tests.wired import blank_llama_adapter, wire_to_token
 
 FACTORS = ["income", "credit score", "debt-to-income ratio", "employment length", "loan amount", "collateral"]
 SECTION = "Principal reasons for adverse decisions"
@@ -257,29 +257,12 @@ def test_a_model_that_declines_nothing_and_an_older_bundle_render_a_plain_senten
 
 @pytest.fixture(scope="module")
 def one_factor_model(tmp_path_factory, bpe_tokenizer):
-    """A hand-wired tiny Llama whose decision depends on one token of a factor slot, which pushes toward No.
-
-    The wiring is that of tests/explainers/test_known_answer.py with the unembedding's sign reversed: every
-    token carries a constant component, the target token T also dimension 0, one attention head attends from
-    the answer position to T only, and the unembedding reads T's copied dimension as +No / -Yes.
-    """
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from audit.models import load_model, make_adapter, parse_model_spec
+    """The hand-wired tiny Llama of ``tests.wired``, reading one token of a factor slot as a push toward No."""
     from audit.suites import expand, load_suite
 
     suite = load_suite("fair-lending")
     case = expand(suite, limit=1)[0]
-    config = LlamaConfig(
-        vocab_size=len(bpe_tokenizer), hidden_size=8, intermediate_size=4, num_hidden_layers=1,
-        num_attention_heads=1, num_key_value_heads=1, head_dim=8, max_position_embeddings=1024,
-        rope_theta=1e12, tie_word_embeddings=False, rms_norm_eps=1e-6,
-        pad_token_id=bpe_tokenizer.pad_token_id, eos_token_id=bpe_tokenizer.eos_token_id,
-    )
-    folder = tmp_path_factory.mktemp("one-factor")
-    LlamaForCausalLM(config).save_pretrained(folder)
-    bpe_tokenizer.save_pretrained(folder)
-    adapter = make_adapter(load_model(parse_model_spec(str(folder))), suite)
+    adapter = blank_llama_adapter(tmp_path_factory.mktemp("one-factor"), bpe_tokenizer, suite)
     encoded = adapter.encode(case)
     ids = encoded.input_ids.tolist()
     excluded = {*adapter.verbaliser.favourable, *adapter.verbaliser.unfavourable,
@@ -291,24 +274,7 @@ def one_factor_model(tmp_path_factory, bpe_tokenizer):
         and ids.count(ids[encoded.region[0] + word.tokens[0]]) == 1
         and ids[encoded.region[0] + word.tokens[0]] not in excluded
     )
-    with torch.no_grad():
-        for parameter in adapter.model.parameters():
-            parameter.zero_()
-        model = adapter.model.model
-        for norm in (model.norm, *(m for layer in model.layers
-                                   for m in (layer.input_layernorm, layer.post_attention_layernorm))):
-            norm.weight.fill_(1.0)
-        model.embed_tokens.weight[:, 2] = 1.0
-        model.embed_tokens.weight[target, 0] = 1.0
-        attention = model.layers[0].self_attn
-        attention.q_proj.weight[3, 2] = 10.0
-        attention.k_proj.weight[3, 0] = 10.0
-        attention.v_proj.weight[0, 0] = 1.0
-        attention.o_proj.weight[1, 0] = 1.0
-        for token_id in adapter.verbaliser.favourable:
-            adapter.model.lm_head.weight[token_id, 1] = -5.0
-        for token_id in adapter.verbaliser.unfavourable:
-            adapter.model.lm_head.weight[token_id, 1] = 5.0
+    wire_to_token(adapter, target, favourable_sign=-1.0)
     return adapter, encoded, factor, list(suite.factors)
 
 

@@ -1,14 +1,5 @@
-"""Known answer: a tiny Llama wired by hand so that its decision depends on one token only.
-
-Every token embedding has a constant component (dimension 2); the chosen
-token T also has dimension 0. One attention head reads the answer position's
-constant component as its query and dimension 0 as every key, in a rotary
-pair whose frequency is ~1e-9 rad per position (rope_theta = 1e12), so the
-answer position attends to T and to nothing else when T is present. The
-value and output projections copy T's dimension 0 into dimension 1, and the
-unembedding reads dimension 1 as +Yes / -No. Every other token leaves the
-decision unchanged, so every method must put T's word first.
-"""
+"""Known answer: a tiny Llama wired by hand so that its decision depends on one token only (``tests.wired``),
+so every method must put that token's word first."""
 
 from __future__ import annotations
 
@@ -16,8 +7,8 @@ import pytest
 import torch
 
 import explainers
-from audit.models import load_model, make_adapter, parse_model_spec
 from audit.suites import expand, load_suite
+from tests.wired import blank_llama_adapter, wire_to_token
 
 WORD_UNIT = {"feature-ablation", "shapley-sampling", "lime", "kernel-shap", "shap-partition"}
 SAMPLES = {"lime": {"n_samples": 400}, "kernel-shap": {"n_samples": 400}, "shapley-sampling": {"n_samples": 4}}
@@ -37,45 +28,14 @@ def pick_target(tokenizer, encoded, excluded: set[int]) -> tuple[int, int]:
 
 @pytest.fixture(scope="module")
 def one_token_model(tmp_path_factory, bpe_tokenizer):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     suite = load_suite("fair-lending")
     case = expand(suite, limit=1)[0]
-    config = LlamaConfig(
-        vocab_size=len(bpe_tokenizer), hidden_size=8, intermediate_size=4, num_hidden_layers=1,
-        num_attention_heads=1, num_key_value_heads=1, head_dim=8, max_position_embeddings=1024,
-        rope_theta=1e12, tie_word_embeddings=False, rms_norm_eps=1e-6,
-        pad_token_id=bpe_tokenizer.pad_token_id, eos_token_id=bpe_tokenizer.eos_token_id,
-    )
-    model = LlamaForCausalLM(config)
-    folder = tmp_path_factory.mktemp("one-token")
-    model.save_pretrained(folder)
-    bpe_tokenizer.save_pretrained(folder)
-    adapter = make_adapter(load_model(parse_model_spec(str(folder))), suite)
+    adapter = blank_llama_adapter(tmp_path_factory.mktemp("one-token"), bpe_tokenizer, suite)
     encoded = adapter.encode(case)
     filler = bpe_tokenizer.encode(" ", add_special_tokens=False)
     answers = set(adapter.verbaliser.favourable) | set(adapter.verbaliser.unfavourable)
     word_index, target = pick_target(bpe_tokenizer, encoded, answers | set(filler))
-
-    with torch.no_grad():
-        for parameter in adapter.model.parameters():
-            parameter.zero_()
-        for norm in (adapter.model.model.norm, *(m for layer in adapter.model.model.layers
-                                                 for m in (layer.input_layernorm, layer.post_attention_layernorm))):
-            norm.weight.fill_(1.0)
-        embed = adapter.model.model.embed_tokens.weight
-        embed[:, 2] = 1.0
-        embed[target, 0] = 1.0
-        attention = adapter.model.model.layers[0].self_attn
-        attention.q_proj.weight[3, 2] = 10.0  # rotary pair (3, 7) turns by ~1e-9 rad per position
-        attention.k_proj.weight[3, 0] = 10.0
-        attention.v_proj.weight[0, 0] = 1.0
-        attention.o_proj.weight[1, 0] = 1.0
-        head = adapter.model.lm_head.weight
-        for token_id in adapter.verbaliser.favourable:
-            head[token_id, 1] = 5.0
-        for token_id in adapter.verbaliser.unfavourable:
-            head[token_id, 1] = -5.0
+    wire_to_token(adapter, target)
     return adapter, encoded, word_index, target
 
 

@@ -17,6 +17,7 @@ from explainers.patching import (
     summarise_patching,
     with_hidden,
 )
+from tests.wired import blank_llama_adapter, wire_to_token
 
 
 def baseline_and_counterfactuals(adapter):
@@ -61,27 +62,14 @@ def bert_adapter(tiny_bert_classifier_dir, fair_lending_raw):
 def planted_model(tmp_path_factory, bpe_tokenizer):
     """A 2-layer Llama whose decision depends on one token T of an attribute slot of the baseline prompt.
 
-    The construction of ``test_known_answer.py`` moved up one layer: layer 0 is all zeros, so it passes the
-    residual stream through unchanged, and layer 1 holds the head whose answer position attends to T (the
-    only token with embedding dimension 0) and copies it into dimension 1, read by the unembedding as
-    +Yes / -No. T's information therefore sits at T's own position in the embeddings and at the output
-    of layer 0, and at the answer position only from layer 1 on. T is the last token of the baseline's
-    span of a slot that a counterfactual changes to text without T. Returns (adapter, baseline, the
+    The wiring of ``tests.wired`` with the reading head in layer 1: layer 0 is all zeros, so it passes the
+    residual stream through unchanged. T's information therefore sits at T's own position in the embeddings and
+    at the output of layer 0, and at the answer position only from layer 1 on. T is the last token of the
+    baseline's span of a slot that a counterfactual changes to text without T. Returns (adapter, baseline, the
     counterfactual that removes T, a counterfactual that changes another slot).
     """
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     suite = load_suite("fair-lending")
-    config = LlamaConfig(
-        vocab_size=len(bpe_tokenizer), hidden_size=8, intermediate_size=4, num_hidden_layers=2,
-        num_attention_heads=1, num_key_value_heads=1, head_dim=8, max_position_embeddings=1024,
-        rope_theta=1e12, tie_word_embeddings=False, rms_norm_eps=1e-6,
-        pad_token_id=bpe_tokenizer.pad_token_id, eos_token_id=bpe_tokenizer.eos_token_id,
-    )
-    folder = tmp_path_factory.mktemp("planted")
-    LlamaForCausalLM(config).save_pretrained(folder)
-    bpe_tokenizer.save_pretrained(folder)
-    adapter = make_adapter(load_model(parse_model_spec(str(folder))), suite)
+    adapter = blank_llama_adapter(tmp_path_factory.mktemp("planted"), bpe_tokenizer, suite, layers=2)
     baseline, counterfactuals = baseline_and_counterfactuals(adapter)
     answers = set(adapter.verbaliser.favourable) | set(adapter.verbaliser.unfavourable)
     ids = baseline.input_ids.tolist()
@@ -93,27 +81,7 @@ def planted_model(tmp_path_factory, bpe_tokenizer):
     else:
         raise AssertionError("no slot token to plant the decision on")
     ignored = next(c for c in counterfactuals if c.case.attribute != decisive.case.attribute)
-
-    model = adapter.model
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.zero_()
-        for layer in model.model.layers:
-            layer.input_layernorm.weight.fill_(1.0)
-            layer.post_attention_layernorm.weight.fill_(1.0)
-        model.model.norm.weight.fill_(1.0)
-        embed = model.model.embed_tokens.weight
-        embed[:, 2] = 1.0
-        embed[planted, 0] = 1.0
-        attention = model.model.layers[1].self_attn
-        attention.q_proj.weight[3, 2] = 10.0  # rotary pair (3, 7) turns by ~1e-9 rad per position
-        attention.k_proj.weight[3, 0] = 10.0
-        attention.v_proj.weight[0, 0] = 1.0
-        attention.o_proj.weight[1, 0] = 1.0
-        for token_id in adapter.verbaliser.favourable:
-            model.lm_head.weight[token_id, 1] = 5.0
-        for token_id in adapter.verbaliser.unfavourable:
-            model.lm_head.weight[token_id, 1] = -5.0
+    wire_to_token(adapter, planted, reading_layer=1)
     return adapter, baseline, decisive, ignored
 
 
