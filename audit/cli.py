@@ -17,6 +17,7 @@ from audit.internals import PATCHED_PAIRS
 from audit.models.loading import DEVICES, DTYPES
 from audit.models.spec import DEFAULT_MODEL
 from audit.pipeline import DEFAULT_IG_STEPS, DEFAULT_OUT, DEFAULT_SUITE
+from audit.policy import JURISDICTIONS
 
 
 class AuditGroup(click.Group):
@@ -71,16 +72,20 @@ def main():
 @click.option("--patching-pairs", default=str(PATCHED_PAIRS), show_default=True, callback=_pair_count,
               help="Counterfactual pairs to run activation patching on, or 'all' (about 7.5 s a pair for "
               "SmolLM2-135M on two CPU cores).")
+@click.option("--jurisdiction", type=click.Choice(JURISDICTIONS), default=None,
+              help="Where the audited use is deployed: the report's crosswalk shows that jurisdiction's clauses "
+              "(default: the policy's jurisdiction, else every clause).")
 @click.option("--allow-pickle", is_flag=True, help="Allow pickle weight files (.bin/.pt); they can run code on load.")
 @click.option("--trust-remote-code", is_flag=True, help="Allow model code shipped with the weights to run.")
-def run(model, suite, policy, out, limit, seed, device, dtype, ig_steps, methods, patching_pairs, allow_pickle,
-        trust_remote_code):
+def run(model, suite, policy, out, limit, seed, device, dtype, ig_steps, methods, patching_pairs, jurisdiction,
+        allow_pickle, trust_remote_code):
     """Audit a model on a suite and write the evidence bundle and PDF report."""
     from audit.pipeline import run as run_audit
 
     result = run_audit(
         model=model, suite=suite, policy=policy, out=out, limit=limit, seed=seed, device=device, dtype=dtype,
-        ig_steps=ig_steps, methods=methods, patching_pairs=patching_pairs, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
+        ig_steps=ig_steps, methods=methods, patching_pairs=patching_pairs, jurisdiction=jurisdiction,
+        allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
         command_line=["audit", *sys.argv[1:]],
     )
     click.echo(summary_table(result.bundle.controls, result.bundle.verdict, result.paths.get("report.pdf")))
@@ -148,6 +153,34 @@ def suites_validate(path):
 
     suite = load_suite(path)
     click.echo(f"{path}: valid ({len(suite.scenarios)} scenarios, {len(expand(suite))} cases)")
+
+
+@main.group()
+def policy():
+    """List and validate audit policies."""
+
+
+@policy.command("list")
+def policy_list():
+    """The bundled policies (a suite uses the policy of its own name when there is one, else default)."""
+    from audit.policy import bundled_policy_names, load_policy
+
+    for name in bundled_policy_names():
+        found = load_policy(None, suite_id=name)
+        click.echo(f"{name:<24} {len(found.controls):>3} controls  jurisdiction {found.jurisdiction or 'any':<4} "
+                   f"{found.title}")
+
+
+@policy.command("validate")
+@click.argument("path")
+def policy_validate(path):
+    """Validate a policy YAML; exit 2 with the field at fault if it is malformed."""
+    from audit.policy import load_policy
+
+    found = load_policy(path)
+    blocking = sum(settings.blocking for settings in found.controls.values())
+    click.echo(f"{path}: valid ({len(found.controls)} controls, {blocking} blocking; "
+               f"jurisdiction {found.jurisdiction or 'any'})")
 
 
 def summary_table(controls: list[dict], verdict: dict, pdf: Path | None) -> str:

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 
 from audit import __version__
+from audit.bias_audit import DEFINITIONS as BIAS_AUDIT_DEFINITIONS
+from audit.bias_audit import bias_audit_tables
 from audit.errors import AuditError
 from audit.explaining import parse_methods, run_explainers
 from audit.evidence import (
@@ -30,7 +32,7 @@ from audit.fairness import counterfactual_statistics, decision_of
 from audit.internals import PATCHED_PAIRS, internals
 from audit.models import DEFAULT_MODEL, load_model, make_adapter, parse_model_spec
 from audit.models.loading import check_runtime, check_weights
-from audit.policy import DEFAULT_STABILITY_FLOOR, evaluate, load_policy, verdict
+from audit.policy import DEFAULT_STABILITY_FLOOR, JURISDICTIONS, evaluate, load_policy, verdict
 from audit.progress import Progress, note
 from audit.reasons import adverse_action_reasons
 from audit.regulations import clauses_for, load_catalog
@@ -66,6 +68,7 @@ def run(
     ig_steps: int = DEFAULT_IG_STEPS,
     methods: str | None = None,
     patching_pairs: int | None = PATCHED_PAIRS,
+    jurisdiction: str | None = None,
     allow_pickle: bool = False,
     trust_remote_code: bool = False,
     render: bool = True,
@@ -89,7 +92,9 @@ def run(
     spec = parse_model_spec(model)
     check_weights(spec, allow_pickle)
     the_suite = load_suite(suite)
-    the_policy = load_policy(policy)
+    the_policy = load_policy(policy, suite_id=the_suite.id)
+    if jurisdiction is not None and jurisdiction not in JURISDICTIONS:
+        raise AuditError(f"--jurisdiction: must be one of {', '.join(JURISDICTIONS)}, got {jurisdiction!r}")
     chosen_methods = parse_methods(methods)
     _seed_everything(seed)
 
@@ -116,6 +121,8 @@ def run(
     reliability = the_policy.controls.get("answer-reliability")
     mass_floor = reliability.options["mass_floor"] if reliability else 0.5
     fairness = counterfactual_statistics(the_suite, records, seed=seed, mass_floor=mass_floor)
+    fairness["bias_audit"] = {"definitions": BIAS_AUDIT_DEFINITIONS,
+                              "tables": bias_audit_tables(the_suite, records, seed=seed)}
     timings["statistics"] = time.monotonic() - stage
 
     stage = time.monotonic()
@@ -152,6 +159,7 @@ def run(
             "finished_at": utc_now(),
             "durations_s": {k: round(v, 3) for k, v in timings.items()},
             "limit": limit,
+            "jurisdiction": jurisdiction or the_policy.jurisdiction,
             "environment": environment(seed=seed, device=device, dtype=dtype, command_line=command_line),
         },
         model=loaded.fingerprint,

@@ -25,6 +25,7 @@ DEFAULT_STABILITY_FLOOR = 0.5  # adverse-action-reasons: least share of runs tha
 OPTIONS = {"answer-reliability": {"mass_floor"}, "adverse-action-reasons": {"stability_floor"}}
 STATUS_ORDER = {"pass": 0, "not evaluated": 1, "inconclusive": 2, "fail": 3}
 DEFAULT_POLICY = "default"
+JURISDICTIONS = ("us", "eu", "uk", "nyc")  # where the audited use is deployed: picks the clauses the report shows
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class Policy:
     fail_on_inconclusive: bool
     source: str
     sha256: str
+    jurisdiction: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -52,32 +54,39 @@ class Policy:
             "source": self.source,
             "sha256": self.sha256,
             "fail_on_inconclusive": self.fail_on_inconclusive,
+            "jurisdiction": self.jurisdiction,
             "controls": {
                 cid: {"threshold": c.threshold, "blocking": c.blocking, **c.options} for cid, c in self.controls.items()
             },
         }
 
 
-def load_policy(path: str | None = None) -> Policy:
+def bundled_policy_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("audit.policies").iterdir() if p.name.endswith(".yaml"))
+
+
+def load_policy(path: str | None = None, suite_id: str | None = None) -> Policy:
+    """The policy at ``path``; without one, the bundled policy named after the suite, else the bundled default."""
     if path is None:
-        source = resources.files("audit.policies") / f"{DEFAULT_POLICY}.yaml"
-        label, data = "default.yaml (bundled)", source.read_bytes()
+        name = suite_id if suite_id in bundled_policy_names() else DEFAULT_POLICY
+        source = resources.files("audit.policies") / f"{name}.yaml"
+        label, data, origin = f"{name}.yaml (bundled)", source.read_bytes(), f"bundled:{name}"
     else:
         file = Path(path)
         if not file.is_file():
             raise PolicyError(f"--policy: file {path!r} does not exist")
-        label, data = file.name, file.read_bytes()
+        label, data, origin = file.name, file.read_bytes(), str(path)
     try:
         raw = yaml.safe_load(data)
     except yaml.YAMLError as exc:
         raise PolicyError(f"{label}: is not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    return parse_policy(raw, label=label, source=str(path or "bundled:default"), sha256=hashlib.sha256(data).hexdigest())
+    return parse_policy(raw, label=label, source=origin, sha256=hashlib.sha256(data).hexdigest())
 
 
 def parse_policy(raw: Any, *, label: str, source: str = "", sha256: str = "") -> Policy:
     if not isinstance(raw, dict):
         raise PolicyError(f"{label}: must be a mapping with id and controls")
-    unknown = sorted(set(raw) - {"id", "title", "description", "controls", "fail_on_inconclusive"})
+    unknown = sorted(set(raw) - {"id", "title", "description", "controls", "fail_on_inconclusive", "jurisdiction"})
     if unknown:
         raise PolicyError(f"{label}: {unknown[0]}: unknown field")
     if not isinstance(raw.get("id"), str) or not raw["id"].strip():
@@ -116,6 +125,9 @@ def parse_policy(raw: Any, *, label: str, source: str = "", sha256: str = "") ->
     fail_on_inconclusive = raw.get("fail_on_inconclusive", False)
     if not isinstance(fail_on_inconclusive, bool):
         raise PolicyError(f"{label}: fail_on_inconclusive: must be true or false")
+    jurisdiction = raw.get("jurisdiction")
+    if jurisdiction is not None and jurisdiction not in JURISDICTIONS:
+        raise PolicyError(f"{label}: jurisdiction: must be one of {', '.join(JURISDICTIONS)}, got {jurisdiction!r}")
     return Policy(
         id=raw["id"],
         title=str(raw.get("title") or raw["id"]),
@@ -124,6 +136,7 @@ def parse_policy(raw: Any, *, label: str, source: str = "", sha256: str = "") ->
         fail_on_inconclusive=fail_on_inconclusive,
         source=source,
         sha256=sha256,
+        jurisdiction=jurisdiction,
     )
 
 

@@ -26,6 +26,8 @@ from audit import charts
 from audit.evidence import BUNDLE_FILE, MANIFEST_FILE, EvidenceBundle
 from audit.fairness import INTERSECTION
 from audit.report_reasons import reasons_context
+from audit.report_bias_audit import bias_audit_context
+from audit.report_crosswalk import crosswalk_context
 from audit.report_internals import internals_context
 from audit.report_trust import trust_context
 
@@ -778,33 +780,6 @@ def _attributions(bundle: EvidenceBundle) -> dict[str, Any]:
     }
 
 
-def _crosswalk(bundle: EvidenceBundle) -> dict[str, Any]:
-    """Clauses with the controls that evidence them and the catalog date."""
-    evidence: dict[str, list[dict[str, str]]] = defaultdict(list)
-    for control in bundle.controls:
-        for clause in control["clauses"]:
-            evidence[clause].append({"id": control["id"], "status": control["status"]})
-    suite_clauses = set(bundle.suite["clauses"])
-    clauses = [
-        {
-            "id": c["id"],
-            "regime": c.get("regime") or NA,
-            "citation": c.get("citation") or NA,
-            "title": c.get("title") or NA,
-            "status": c.get("status") or NA,
-            "status_note": c.get("status_note") or "",
-            "effective": c.get("effective") or NA,
-            "summary": c.get("summary") or "",
-            "url": c.get("url") or "",
-            "controls": evidence.get(c["id"], []),
-            "cited_by_suite": c["id"] in suite_clauses,
-        }
-        for c in bundle.clauses
-    ]
-    as_of = sorted({str(c["catalog_as_of"]) for c in bundle.clauses if c.get("catalog_as_of")})
-    return {"clauses": clauses, "as_of": ", ".join(as_of) or NA}
-
-
 def _limitations(bundle: EvidenceBundle) -> list[str]:
     """Caveats drawn from the data, followed by the fixed caveats of the design."""
     suite, fairness, run = bundle.suite, bundle.fairness, bundle.run
@@ -955,7 +930,8 @@ def build_context(bundle: EvidenceBundle) -> dict[str, Any]:
         "trust": trust_context(bundle),
         "reasons": reasons_context(bundle),
         "inside": internals_context(bundle),
-        "crosswalk": _crosswalk(bundle),
+        "crosswalk": crosswalk_context(bundle),
+        "bias_audit": bias_audit_context(bundle),
         "limitations": _limitations(bundle),
         "repro": _reproducibility(bundle),
     }

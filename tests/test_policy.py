@@ -10,12 +10,23 @@ from audit.policy import judge, load_policy, parse_policy, verdict
 from tests.conftest import write_yaml
 
 
-def test_bundled_default_policy_covers_every_control():
+@pytest.mark.parametrize("suite", [None, "fair-lending", "employment-screening", "insurance-underwriting",
+                                   "tenant-screening"])
+def test_every_bundled_policy_covers_every_control(suite):
     from audit.controls import CONTROLS
 
-    policy = load_policy()
+    policy = load_policy(suite_id=suite)
     assert set(policy.controls) == set(CONTROLS)
     assert policy.controls["impact-ratio"].threshold == 0.8
+
+
+def test_a_suite_gets_the_policy_of_its_name_and_its_jurisdiction():
+    assert load_policy(suite_id="fair-lending").id == "default"
+    assert load_policy(suite_id="my-own-suite").id == "default"
+    employment = load_policy(suite_id="employment-screening")
+    assert employment.id == "employment-screening" and employment.jurisdiction == "nyc"
+    assert employment.source == "bundled:employment-screening"
+    assert not employment.controls["adverse-action-reasons"].blocking, "Regulation B does not govern hiring"
 
 
 @pytest.mark.parametrize(
@@ -46,6 +57,8 @@ def test_judge(value, ci, direction, expected):
         ({"id": "p", "controls": {"answer-reliability": {"threshold": 0.1, "mass_floor": 2}}}, r"mass_floor"),
         ({"controls": {"impact-ratio": {"threshold": 0.8}}}, r"p.yaml: id"),
         ({"id": "p", "controls": {}}, r"p.yaml: controls"),
+        ({"id": "p", "jurisdiction": "mars", "controls": {"impact-ratio": {"threshold": 0.8}}},
+         r"p.yaml: jurisdiction: must be one of us, eu, uk, nyc, got 'mars'"),
     ],
 )
 def test_malformed_policy_names_the_field(raw, message):

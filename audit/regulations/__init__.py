@@ -1,5 +1,5 @@
 """The clause catalog: regulatory clauses that controls and suites cite, with their status."""
 
-from audit.regulations.catalog import clauses_for, load_catalog
+from audit.regulations.catalog import applies_in, clauses_for, has_force, load_catalog
 
-__all__ = ["clauses_for", "load_catalog"]
+__all__ = ["applies_in", "clauses_for", "has_force", "load_catalog"]

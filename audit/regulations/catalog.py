@@ -1,4 +1,13 @@
-"""Load the clause catalog (``data/clauses.yaml``) and look clauses up by id."""
+"""Load the clause catalog (``data/clauses.yaml``), look clauses up by id, and say where and whether they apply.
+
+Every entry names its jurisdiction (``us``, ``eu``, ``uk``, ``nyc``, or
+``intl`` for an international standard) and its status (``STATUSES``). An
+audit run for a jurisdiction shows the clauses that apply there
+(``SCOPES``: New York City is also bound by U.S. federal law, and
+international standards apply everywhere); a control all of whose clauses in
+that jurisdiction have lost force (rescinded, superseded, withdrawn) or not
+yet gained it (proposed, delayed) is flagged in the report's crosswalk.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +17,11 @@ from typing import Any, Iterable
 
 import yaml
 
-REQUIRED = ("id", "regime", "citation", "title", "summary", "status")
+REQUIRED = ("id", "regime", "citation", "title", "summary", "status", "jurisdiction", "evidence")
+STATUSES = ("in force", "voluntary", "rescinded", "superseded", "withdrawn", "proposed", "delayed")
+BINDING_OR_FOLLOWED = {"in force", "voluntary"}
+SCOPES = {"us": {"us", "intl"}, "nyc": {"nyc", "us", "intl"}, "eu": {"eu", "intl"}, "uk": {"uk", "intl"}}
+CLAUSE_JURISDICTIONS = ("us", "eu", "uk", "nyc", "intl")
 
 
 @lru_cache(maxsize=1)
@@ -16,9 +29,15 @@ def load_catalog() -> dict[str, Any]:
     raw = yaml.safe_load((resources.files("audit.regulations") / "data" / "clauses.yaml").read_bytes())
     clauses = {}
     for entry in raw["clauses"]:
+        where = f"clauses.yaml: {entry.get('id', '?')}"
         missing = [k for k in REQUIRED if not entry.get(k)]
         if missing:
-            raise ValueError(f"clauses.yaml: {entry.get('id', '?')}: missing {missing}")
+            raise ValueError(f"{where}: missing {missing}")
+        if entry["status"] not in STATUSES:
+            raise ValueError(f"{where}: status {entry['status']!r} is not one of {', '.join(STATUSES)}")
+        if entry["jurisdiction"] not in CLAUSE_JURISDICTIONS:
+            raise ValueError(f"{where}: jurisdiction {entry['jurisdiction']!r} is not one of "
+                             f"{', '.join(CLAUSE_JURISDICTIONS)}")
         clauses[entry["id"]] = entry
     return {"as_of": str(raw.get("as_of", "")), "clauses": clauses}
 
@@ -31,3 +50,13 @@ def clauses_for(ids: Iterable[str]) -> list[dict[str, Any]]:
         if cid not in seen:
             seen[cid] = catalog.get(cid) or {"id": cid, "title": "not in the clause catalog", "status": "unknown"}
     return list(seen.values())
+
+
+def applies_in(clause: dict[str, Any], jurisdiction: str | None) -> bool:
+    """Whether a clause binds (or guides) a use deployed in ``jurisdiction``; every clause applies when None."""
+    return jurisdiction is None or clause.get("jurisdiction") in SCOPES[jurisdiction]
+
+
+def has_force(clause: dict[str, Any]) -> bool:
+    """In force, or a voluntary framework the user can follow; not rescinded, superseded, withdrawn or pending."""
+    return clause.get("status") in BINDING_OR_FOLLOWED
