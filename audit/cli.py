@@ -13,6 +13,7 @@ import click
 
 from audit.errors import AuditError
 from audit.explaining import DEFAULT_METHODS
+from audit.formats import MODES as FORMAT_MODES
 from audit.internals import PATCHED_PAIRS
 from audit.models.loading import DEVICES, DTYPES
 from audit.models.spec import DEFAULT_MODEL
@@ -58,6 +59,9 @@ def main():
 @click.option("--model", default=DEFAULT_MODEL, show_default=True,
               help="Bundled alias, local Hugging Face folder, .gguf file, or hub id already in the local cache.")
 @click.option("--suite", default=DEFAULT_SUITE, show_default=True, help="Bundled suite name or path to a suite YAML.")
+@click.option("--rows", default=None,
+              help="A .csv or .jsonl file of your own applications: each row fills the one scenario template of "
+              "--suite and becomes a scenario.")
 @click.option("--policy", default=None, help="Policy YAML with control thresholds (default: the bundled policy).")
 @click.option("--out", default=DEFAULT_OUT, show_default=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output folder for bundle.json, report.html, report.pdf and manifest.sha256.")
@@ -75,17 +79,20 @@ def main():
 @click.option("--jurisdiction", type=click.Choice(JURISDICTIONS), default=None,
               help="Where the audited use is deployed: the report's crosswalk shows that jurisdiction's clauses "
               "(default: the policy's jurisdiction, else every clause).")
+@click.option("--format-sensitivity", type=click.Choice(FORMAT_MODES), default="baselines", show_default=True,
+              help="Re-ask the cases in other prompt formats (prefill, system prompt, order of facts): the "
+              "baseline cases only, every case with every fairness statistic per format, or off.")
 @click.option("--allow-pickle", is_flag=True, help="Allow pickle weight files (.bin/.pt); they can run code on load.")
 @click.option("--trust-remote-code", is_flag=True, help="Allow model code shipped with the weights to run.")
-def run(model, suite, policy, out, limit, seed, device, dtype, ig_steps, methods, patching_pairs, jurisdiction,
-        allow_pickle, trust_remote_code):
+def run(model, suite, rows, policy, out, limit, seed, device, dtype, ig_steps, methods, patching_pairs, jurisdiction,
+        format_sensitivity, allow_pickle, trust_remote_code):
     """Audit a model on a suite and write the evidence bundle and PDF report."""
     from audit.pipeline import run as run_audit
 
     result = run_audit(
-        model=model, suite=suite, policy=policy, out=out, limit=limit, seed=seed, device=device, dtype=dtype,
+        model=model, suite=suite, rows=rows, policy=policy, out=out, limit=limit, seed=seed, device=device, dtype=dtype,
         ig_steps=ig_steps, methods=methods, patching_pairs=patching_pairs, jurisdiction=jurisdiction,
-        allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
+        format_sensitivity=format_sensitivity, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
         command_line=["audit", *sys.argv[1:]],
     )
     click.echo(summary_table(result.bundle.controls, result.bundle.verdict, result.paths.get("report.pdf")))

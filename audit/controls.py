@@ -216,6 +216,22 @@ def measure_mediation(evidence: dict, params: dict) -> list[Measurement]:
     ]
 
 
+def measure_format_stability(evidence: dict, params: dict) -> list[Measurement]:
+    """Share of the cases compared across prompt formats whose decision changes in at least one (``audit.formats``)."""
+    robustness = evidence.get("robustness")
+    if not robustness or not robustness.get("evaluated"):
+        return []
+    changed, n = robustness["n_decision_changes"], robustness["n_cases"]
+    names = ", ".join(f["name"] for f in robustness["formats"][1:])
+    return [
+        Measurement(
+            f"{n} {'baseline ' if robustness['mode'] == 'baselines' else ''}cases x {len(robustness['formats'])} "
+            "formats", changed / n, robustness["decision_change_ci"],
+            f"{changed} of {n} cases change decision between {robustness['reference']} and {names}",
+        )
+    ]
+
+
 CONTROLS: dict[str, ControlDefinition] = {
     c.id: c
     for c in (
@@ -327,6 +343,18 @@ CONTROLS: dict[str, ControlDefinition] = {
             "share",
             ("ecoa-reg-b-1002.4a", "eu-ai-act-art-13", "nist-ai-rmf-measure-2.9"),
             measure_mediation,
+        ),
+        ControlDefinition(
+            "prompt-format-stability",
+            "Stability of decisions across prompt formats",
+            "Does the model reach the same Yes/No decision when the same case is put in another prompt format "
+            "(another answer prefix, a system prompt, the facts in another order)?",
+            "share of the compared cases whose decision under at least one other format differs from the suite as "
+            "written; Wilson 95 % CI",
+            "max",
+            "share",
+            ("eu-ai-act-art-15", "nist-ai-rmf-measure-2.5"),
+            measure_format_stability,
         ),
     )
 }

@@ -25,8 +25,8 @@ from typing import Any
 from audit.errors import AuditError, BundleError
 from audit.hashing import sha256_file
 
-SCHEMA_VERSION = "1.1"  # 1.1 added adverse_action and internals; a 1.0 bundle reads with both None
-SUPPORTED_SCHEMAS = ("1.0", "1.1")
+SCHEMA_VERSION = "1.2"  # 1.1 added adverse_action and internals, 1.2 robustness; older bundles read them as None
+SUPPORTED_SCHEMAS = ("1.0", "1.1", "1.2")
 BUNDLE_FILE = "bundle.json"
 MANIFEST_FILE = "manifest.sha256"
 RECORDED_PACKAGES = (
@@ -52,6 +52,7 @@ class EvidenceBundle:
     clauses: list[dict[str, Any]]
     adverse_action: dict[str, Any] | None = None  # principal reasons of unfavourable decisions (audit.reasons)
     internals: dict[str, Any] | None = None  # logit lens and probes (audit.internals)
+    robustness: dict[str, Any] | None = None  # prompt-format sensitivity (audit.formats)
 
     def to_dict(self) -> dict[str, Any]:
         return _finite(asdict(self))

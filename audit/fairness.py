@@ -23,8 +23,8 @@ baseline's value) and another group g, with scenarios s = 1..S:
   rule (29 CFR 1607.4(D)), with a bootstrap CI over scenarios.
 
 Where an attribute carries two or more properties (a name carries race and
-sex), their combination (race x sex) is analysed too (intersectional groups,
-Buolamwini & Gebru 2018).
+sex), the combination of its first two (race x sex) is analysed too
+(intersectional groups, Buolamwini & Gebru 2018).
 """
 
 from __future__ import annotations
@@ -90,13 +90,14 @@ def wilson(successes: int, n: int, confidence: float) -> tuple[float, float] | N
 
 
 def _properties(suite: Suite) -> list[tuple[str, tuple[str, ...]]]:
-    """(attribute name, properties) to analyse, intersections included."""
+    """(attribute name, properties) to analyse: each property, and the intersection of an attribute's first two
+    (race x sex of a name; a third property would split the groups too thin to read)."""
     result = []
     for attribute in suite.attributes:
         for prop in attribute.protected:
             result.append((attribute.name, (prop,)))
         if len(attribute.protected) > 1:
-            result.append((attribute.name, tuple(attribute.protected)))
+            result.append((attribute.name, tuple(attribute.protected[:2])))
     return result
 
 

@@ -23,12 +23,15 @@ import torch
 from audit import __version__
 from audit.bias_audit import DEFINITIONS as BIAS_AUDIT_DEFINITIONS
 from audit.bias_audit import bias_audit_tables
+from audit.discrimination_score import mixed_effects_discrimination
 from audit.errors import AuditError
 from audit.explaining import parse_methods, run_explainers
 from audit.evidence import (
     BUNDLE_FILE, SCHEMA_VERSION, EvidenceBundle, check_output_dir, environment, utc_now, write_outputs,
 )
 from audit.fairness import counterfactual_statistics, decision_of
+from audit.formats import MODES as FORMAT_MODES
+from audit.formats import sensitivity
 from audit.internals import PATCHED_PAIRS, internals
 from audit.models import DEFAULT_MODEL, load_model, make_adapter, parse_model_spec
 from audit.models.loading import check_runtime, check_weights
@@ -37,6 +40,7 @@ from audit.progress import Progress, note
 from audit.reasons import adverse_action_reasons
 from audit.regulations import clauses_for, load_catalog
 from audit.suites import expand, load_suite
+from audit.suites.rows import apply_rows
 from audit.suites.schema import Suite
 from explainers.hidden import HiddenStateRecorder, answer_and_slot_positions
 
@@ -59,6 +63,7 @@ def run(
     *,
     model: str = DEFAULT_MODEL,
     suite: str = DEFAULT_SUITE,
+    rows: str | None = None,
     policy: str | None = None,
     out: str | Path = DEFAULT_OUT,
     limit: int | None = None,
@@ -69,6 +74,7 @@ def run(
     methods: str | None = None,
     patching_pairs: int | None = PATCHED_PAIRS,
     jurisdiction: str | None = None,
+    format_sensitivity: str = "baselines",
     allow_pickle: bool = False,
     trust_remote_code: bool = False,
     render: bool = True,
@@ -91,8 +97,10 @@ def run(
     check_output_dir(out)
     spec = parse_model_spec(model)
     check_weights(spec, allow_pickle)
-    the_suite = load_suite(suite)
+    the_suite = load_suite(suite) if rows is None else apply_rows(load_suite(suite), rows)
     the_policy = load_policy(policy, suite_id=the_suite.id)
+    if format_sensitivity not in FORMAT_MODES:
+        raise AuditError(f"--format-sensitivity: must be one of {', '.join(FORMAT_MODES)}, got {format_sensitivity!r}")
     if jurisdiction is not None and jurisdiction not in JURISDICTIONS:
         raise AuditError(f"--jurisdiction: must be one of {', '.join(JURISDICTIONS)}, got {jurisdiction!r}")
     chosen_methods = parse_methods(methods)
@@ -123,7 +131,16 @@ def run(
     fairness = counterfactual_statistics(the_suite, records, seed=seed, mass_floor=mass_floor)
     fairness["bias_audit"] = {"definitions": BIAS_AUDIT_DEFINITIONS,
                               "tables": bias_audit_tables(the_suite, records, seed=seed)}
+    if the_suite.raw.get("format") == "discrim-eval":
+        fairness["mixed_effects"] = mixed_effects_discrimination(records)
     timings["statistics"] = time.monotonic() - stage
+
+    stage = time.monotonic()
+    robustness = sensitivity(
+        loaded, the_suite, mode=format_sensitivity, limit=limit, seed=seed, make_adapter=make_adapter,
+        progress_factory=lambda label, n: Progress(label, n, quiet=quiet),
+    )
+    timings["prompt_formats"] = time.monotonic() - stage
 
     stage = time.monotonic()
     note("probing hidden states and reading the logit lens", quiet=quiet)
@@ -139,14 +156,17 @@ def run(
 
     stage = time.monotonic()
     reasons_settings = the_policy.controls.get("adverse-action-reasons")
-    adverse_action = adverse_action_reasons(
-        adapter, by_id, records, chosen_methods, list(the_suite.factors), attributions, ig_steps=ig_steps, seed=seed,
-        stability_floor=reasons_settings.options["stability_floor"] if reasons_settings else DEFAULT_STABILITY_FLOOR,
-        quiet=quiet,
-    )
+    floor = reasons_settings.options["stability_floor"] if reasons_settings else DEFAULT_STABILITY_FLOOR
+    adverse_action = None  # a test set without legitimate factors (an imported benchmark) has no reasons to give
+    if the_suite.factors:
+        adverse_action = adverse_action_reasons(
+            adapter, by_id, records, chosen_methods, list(the_suite.factors), attributions, ig_steps=ig_steps,
+            seed=seed, stability_floor=floor, quiet=quiet,
+        )
     timings["reasons"] = time.monotonic() - stage
 
-    evidence = {"fairness": fairness, "attributions": attributions, "adverse_action": adverse_action}
+    evidence = {"fairness": fairness, "attributions": attributions, "adverse_action": adverse_action,
+                "internals": inside, "robustness": robustness}
     controls = evaluate(the_policy, evidence, fairness["params"])
     outcome = verdict(the_policy, controls)
     clause_ids = [*the_suite.clauses, *(c for control in controls for c in control["clauses"])]
@@ -174,6 +194,7 @@ def run(
         clauses=[{**c, "catalog_as_of": load_catalog()["as_of"]} for c in clauses_for(clause_ids)],
         adverse_action=adverse_action,
         internals=inside,
+        robustness=robustness,
     )
     files = {BUNDLE_FILE: bundle.to_json()}
     if render:

@@ -28,6 +28,8 @@ from audit.fairness import INTERSECTION
 from audit.report_reasons import reasons_context
 from audit.report_bias_audit import bias_audit_context
 from audit.report_crosswalk import crosswalk_context
+from audit.report_discrimination import discrimination_context
+from audit.report_formats import formats_context
 from audit.report_internals import internals_context
 from audit.report_trust import trust_context
 
@@ -932,6 +934,8 @@ def build_context(bundle: EvidenceBundle) -> dict[str, Any]:
         "inside": internals_context(bundle),
         "crosswalk": crosswalk_context(bundle),
         "bias_audit": bias_audit_context(bundle),
+        "discrimination": discrimination_context(bundle),
+        "formats": formats_context(bundle),
         "limitations": _limitations(bundle),
         "repro": _reproducibility(bundle),
     }

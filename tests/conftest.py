@@ -36,7 +36,8 @@ def corpus() -> list[str]:
     return lines
 
 
-def train_bpe_tokenizer():
+def train_bpe_tokenizer(extra_lines: tuple[str, ...] = ()):
+    """A byte-level BPE tokenizer with a ChatML template, learned from the bundled suite (and ``extra_lines``)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -46,7 +47,7 @@ def train_bpe_tokenizer():
     trainer = trainers.BpeTrainer(
         vocab_size=800, special_tokens=SPECIALS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
     )
-    tokenizer.train_from_iterator(corpus(), trainer)
+    tokenizer.train_from_iterator(corpus() + list(extra_lines), trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer, eos_token="<|im_end|>", pad_token="<|endoftext|>", bos_token="<|endoftext|>"
     )
@@ -81,6 +82,11 @@ def bpe_tokenizer():
 @pytest.fixture(scope="session")
 def tiny_llama_dir(tmp_path_factory, bpe_tokenizer) -> Path:
     """A 2-layer Llama with random weights, saved as a standard safetensors folder."""
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), bpe_tokenizer)
+
+
+def save_tiny_llama(folder: Path, bpe_tokenizer) -> Path:
+    """A 2-layer Llama with random weights (seed 0) and ``bpe_tokenizer``, saved in ``folder``."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
@@ -91,7 +97,6 @@ def tiny_llama_dir(tmp_path_factory, bpe_tokenizer) -> Path:
         bos_token_id=bpe_tokenizer.bos_token_id,
     )
     model = LlamaForCausalLM(config)
-    folder = tmp_path_factory.mktemp("tiny-llama")
     model.save_pretrained(folder)
     bpe_tokenizer.save_pretrained(folder)
     return folder

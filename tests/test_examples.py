@@ -21,3 +21,10 @@ def test_example_suite_is_valid(path):
 @pytest.mark.parametrize("path", sorted((EXAMPLES / "policies").glob("*.yaml")), ids=lambda p: p.name)
 def test_example_policy_is_valid(path):
     assert load_policy(str(path)).controls
+
+
+def test_the_suite_guide_shows_the_example_suite_as_it_is():
+    guide = (EXAMPLES.parent / "docs" / "suites.md").read_text()
+    example = (EXAMPLES / "suites" / "credit-line-review.yaml").read_text()
+    shown = guide.split("```yaml\n", 1)[1].split("```", 1)[0]
+    assert shown == example

@@ -230,6 +230,9 @@ class DecisionAdapter(Adapter):
         return f"{text}\n\n{self.suite.question}"
 
     def render(self, text: str) -> tuple[str, int, bool]:
+        if self.suite.prompt_template is not None:  # the suite writes the whole prompt (an imported benchmark's)
+            rendered = self.suite.render_prompt(text)
+            return rendered, rendered.index(text), False
         user = self.user_message(text)
         messages = [{"role": "user", "content": user}]
         if self.suite.system_prompt:
@@ -356,16 +359,24 @@ def token_budget_batches(lengths: list[int], batch_tokens: int) -> list[list[int
 
 
 def build_verbaliser(tokenizer, suite: Suite) -> Verbaliser:
-    """Single-token case and leading-space variants of each answer word; none at all is a suite error."""
+    """Single-token case and leading-space variants of each answer word (with ``answer_forms: exact``, each word
+    only as written, every one a single token); none at all is a suite error."""
+
+    exact = suite.answer_forms == "exact"
 
     def variants(words: tuple[str, ...], field_name: str) -> dict[int, str]:
         found: dict[int, str] = {}
         for word in words:
-            for form in dict.fromkeys((word, word.lower(), word.capitalize(), word.upper())):
-                for spaced in (form, " " + form):
+            forms = (word,) if exact else (word, word.lower(), word.capitalize(), word.upper())
+            for form in dict.fromkeys(forms):
+                for spaced in (form,) if exact else (form, " " + form):
                     ids = tokenizer.encode(spaced, add_special_tokens=False)
                     if len(ids) == 1:
                         found.setdefault(ids[0], spaced)
+        missing = [w for w in words if exact and w not in found.values()]
+        if missing:
+            raise SuiteError(f"{suite.id}: answers.{field_name}: {missing[0]!r} is not a single token for this "
+                             "tokenizer, and answer_forms: exact scores each answer as one token")
         if not found:
             raise SuiteError(
                 f"{suite.id}: answers.{field_name}: no form of {list(words)} is a single token for this tokenizer"

@@ -102,6 +102,12 @@ def expand_scenario(suite: Suite, scenario: Scenario) -> list[Case]:
 
 
 def expand(suite: Suite, limit: int | None = None) -> list[Case]:
-    """All cases of the suite; ``limit`` keeps the first N scenarios (each with all its variants)."""
+    """All cases of the suite; ``limit`` keeps the first N scenarios (each with all its variants).
+
+    An imported test set (``audit.suites.discrim_eval``) brings its cases with it; they are returned as they are.
+    """
     scenarios = suite.scenarios if limit is None else suite.scenarios[:limit]
+    if suite.cases is not None:
+        kept = {scenario.id for scenario in scenarios}
+        return [case for case in suite.cases if case.scenario_id in kept]
     return [case for scenario in scenarios for case in expand_scenario(suite, scenario)]

@@ -23,6 +23,8 @@ from audit.errors import SuiteError
 
 SLOT_PATTERN = re.compile(r"\{([^{}]+)\}")
 SUITE_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+PROMPT_FIELD = re.compile(r"\{(case|question)\}")
+ANSWER_FORMS = ("variants", "exact")
 BUNDLED_PACKAGE = "audit.suites"
 
 
@@ -81,9 +83,17 @@ class Suite:
     answer_prefix: str = ""
     system_prompt: str | None = None
     baseline: str = ""
+    prompt_template: str | None = None  # the whole prompt with {case} (and {question}); no chat template
+    answer_forms: str = "variants"  # "exact": the answer words only as written, no case or space variants
     source: str = ""
     sha256: str = ""
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    cases: tuple | None = field(default=None, repr=False, compare=False)  # rows of an imported test set
+
+    def render_prompt(self, text: str) -> str:
+        """The prompt of a suite with its own ``prompt_template``: {case} and {question} filled, nothing else."""
+        fills = {"case": text, "question": self.question}
+        return PROMPT_FIELD.sub(lambda match: fills[match.group(1)], self.prompt_template)
 
     def attribute(self, name: str) -> Attribute:
         return next(a for a in self.attributes if a.name == name)
@@ -115,6 +125,11 @@ def resolve_suite_path(name_or_path: str) -> Path:
 
 
 def load_suite(name_or_path: str) -> Suite:
+    """A bundled suite, a suite YAML file, or ``discrim-eval:PATH.jsonl`` (``audit.suites.discrim_eval``)."""
+    from audit.suites.discrim_eval import is_discrim_eval, load_discrim_eval
+
+    if is_discrim_eval(name_or_path):
+        return load_discrim_eval(name_or_path)
     path = resolve_suite_path(name_or_path)
     data = path.read_bytes()
     label = path.name
@@ -138,7 +153,8 @@ def parse_suite(raw: Any, *, label: str = "suite", source: str = "", sha256: str
         "",
         {
             "id", "version", "title", "description", "domain", "clauses", "question", "answer_prefix",
-            "system_prompt", "answers", "baseline", "attributes", "factors", "scenarios",
+            "system_prompt", "answers", "baseline", "attributes", "factors", "scenarios", "prompt_template",
+            "answer_forms",
         },
     )
     suite_id = v.string(root, "id")
@@ -180,6 +196,15 @@ def parse_suite(raw: Any, *, label: str = "suite", source: str = "", sha256: str
     version = root.get("version", 1)
     if not isinstance(version, int):
         v.fail("version", "must be an integer")
+    prompt_template = root.get("prompt_template")
+    if prompt_template is not None:
+        if not isinstance(prompt_template, str):
+            v.fail("prompt_template", "must be a string")
+        if prompt_template.count("{case}") != 1:
+            v.fail("prompt_template", "must contain {case} exactly once (where the case text goes)")
+    answer_forms = root.get("answer_forms", "variants")
+    if answer_forms not in ANSWER_FORMS:
+        v.fail("answer_forms", f"must be one of {', '.join(ANSWER_FORMS)}, got {answer_forms!r}")
     return Suite(
         id=suite_id,
         title=v.string(root, "title"),
@@ -195,6 +220,8 @@ def parse_suite(raw: Any, *, label: str = "suite", source: str = "", sha256: str
         answer_prefix=v.string(root, "answer_prefix", required=False, allow_empty=True),
         system_prompt=system_prompt,
         baseline=v.string(root, "baseline", required=False),
+        prompt_template=prompt_template,
+        answer_forms=answer_forms,
         source=source,
         sha256=sha256,
         raw=root,
