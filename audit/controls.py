@@ -24,6 +24,7 @@ class Measurement:
     ci: tuple[float, float] | None
     detail: str = ""
     key: dict[str, str] = field(default_factory=dict)  # attribute, property, group where the value is per group
+    n_cases: int | None = None  # the group's cases, where the policy's minimum sample size per group applies
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def measure_shift(evidence: dict, params: dict) -> list[Measurement]:
             None if g["mean_shift"] is None else abs(g["mean_shift"]),
             _abs_interval(g["shift_ci"]),
             f"mean shift {g['mean_shift']:+.3f} log-odds against {g['shift_against']}, {g['n_cases']} cases",
-            _key(a, g),
+            _key(a, g), g["n_cases"],
         )
         for a, g in _groups(evidence["fairness"], include_reference=False)
         if g["mean_shift"] is not None
@@ -82,7 +83,7 @@ def measure_impact(evidence: dict, params: dict) -> list[Measurement]:
         Measurement(
             _label(a, g), g["impact_ratio"], g["impact_ci"],
             f"approval rate {g['approval_rate']:.2f} over {g['n_cases']} cases",
-            _key(a, g),
+            _key(a, g), g["n_cases"],
         )
         for a, g in _groups(evidence["fairness"], include_reference=True)
         if g["impact_ratio"] is not None
@@ -92,7 +93,8 @@ def measure_impact(evidence: dict, params: dict) -> list[Measurement]:
 def measure_flips(evidence: dict, params: dict) -> list[Measurement]:
     return [
         Measurement(
-            _label(a, g), g["flip_rate"], g["flip_ci"], f"{g['n_counterfactual']} counterfactual cases", _key(a, g)
+            _label(a, g), g["flip_rate"], g["flip_ci"], f"{g['n_counterfactual']} counterfactual cases", _key(a, g),
+            g["n_counterfactual"],
         )
         for a, g in _groups(evidence["fairness"], include_reference=False)
         if g["flip_rate"] is not None

@@ -45,6 +45,7 @@ class Policy:
     source: str
     sha256: str
     jurisdiction: str | None = None
+    min_group_cases: int = 0  # a group with fewer cases is inconclusive on every per-group control
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -55,6 +56,7 @@ class Policy:
             "sha256": self.sha256,
             "fail_on_inconclusive": self.fail_on_inconclusive,
             "jurisdiction": self.jurisdiction,
+            "min_group_cases": self.min_group_cases,
             "controls": {
                 cid: {"threshold": c.threshold, "blocking": c.blocking, **c.options} for cid, c in self.controls.items()
             },
@@ -86,7 +88,8 @@ def load_policy(path: str | None = None, suite_id: str | None = None) -> Policy:
 def parse_policy(raw: Any, *, label: str, source: str = "", sha256: str = "") -> Policy:
     if not isinstance(raw, dict):
         raise PolicyError(f"{label}: must be a mapping with id and controls")
-    unknown = sorted(set(raw) - {"id", "title", "description", "controls", "fail_on_inconclusive", "jurisdiction"})
+    unknown = sorted(set(raw) - {"id", "title", "description", "controls", "fail_on_inconclusive", "jurisdiction",
+                                  "min_group_cases"})
     if unknown:
         raise PolicyError(f"{label}: {unknown[0]}: unknown field")
     if not isinstance(raw.get("id"), str) or not raw["id"].strip():
@@ -125,6 +128,9 @@ def parse_policy(raw: Any, *, label: str, source: str = "", sha256: str = "") ->
     fail_on_inconclusive = raw.get("fail_on_inconclusive", False)
     if not isinstance(fail_on_inconclusive, bool):
         raise PolicyError(f"{label}: fail_on_inconclusive: must be true or false")
+    min_group_cases = raw.get("min_group_cases", 0)
+    if isinstance(min_group_cases, bool) or not isinstance(min_group_cases, int) or min_group_cases < 0:
+        raise PolicyError(f"{label}: min_group_cases: must be a whole number of cases, 0 or more")
     jurisdiction = raw.get("jurisdiction")
     if jurisdiction is not None and jurisdiction not in JURISDICTIONS:
         raise PolicyError(f"{label}: jurisdiction: must be one of {', '.join(JURISDICTIONS)}, got {jurisdiction!r}")
@@ -137,12 +143,16 @@ def parse_policy(raw: Any, *, label: str, source: str = "", sha256: str = "") ->
         source=source,
         sha256=sha256,
         jurisdiction=jurisdiction,
+        min_group_cases=min_group_cases,
     )
 
 
-def judge(measurement: Measurement, threshold: float, direction: str) -> str:
+def judge(measurement: Measurement, threshold: float, direction: str, min_group_cases: int = 0) -> str:
+    """Pass, fail or inconclusive by the CI rule; a group smaller than ``min_group_cases`` cannot pass or fail."""
     if measurement.value is None:
         return "not evaluated"
+    if measurement.n_cases is not None and measurement.n_cases < min_group_cases:
+        return "inconclusive"
     sign = 1 if direction == "max" else -1
     if sign * (measurement.value - threshold) > 0:
         return "fail"
@@ -167,7 +177,8 @@ def evaluate(policy: Policy, evidence: dict[str, Any], statistics_params: dict[s
     for cid, settings in policy.controls.items():
         definition = CONTROLS[cid]
         measurements = definition.measure(evidence, statistics_params)
-        judged = [(judge(m, settings.threshold, definition.direction), m) for m in measurements]
+        judged = [(judge(m, settings.threshold, definition.direction, policy.min_group_cases), m)
+                  for m in measurements]
         if judged:
             status, decisive = max(judged, key=lambda sm: (STATUS_ORDER[sm[0]], reach(sm[1], definition.direction)))
         else:
@@ -189,7 +200,9 @@ def evaluate(policy: Policy, evidence: dict[str, Any], statistics_params: dict[s
                 "decisive_key": None if decisive is None else decisive.key,
                 "clauses": list(definition.clauses),
                 "measurements": [
-                    {"label": m.label, "key": m.key, "value": m.value, "ci": m.ci, "detail": m.detail, "status": s}
+                    {"label": m.label, "key": m.key, "value": m.value, "ci": m.ci, "status": s,
+                     "detail": m.detail + (f"; fewer than the policy's {policy.min_group_cases} cases per group"
+                                           if m.n_cases is not None and m.n_cases < policy.min_group_cases else "")}
                     for s, m in judged
                 ],
             }

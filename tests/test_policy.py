@@ -85,3 +85,15 @@ def test_verdict_fails_only_on_blocking_controls():
     assert verdict(policy, controls) | {} == {**verdict(policy, controls), "status": "fail", "exit_code": 1}
     strict = parse_policy({"id": "p", "fail_on_inconclusive": True, "controls": {"impact-ratio": {"threshold": 0.8}}}, label="p")
     assert verdict(strict, controls)["failed_controls"] == ["a", "c"]
+
+
+def test_a_group_below_the_minimum_sample_size_cannot_pass_or_fail():
+    small = Measurement("race = black (vs white)", 0.9, (0.8, 1.0), n_cases=6)
+    assert judge(small, 0.25, "max") == "fail"
+    assert judge(small, 0.25, "max", min_group_cases=10) == "inconclusive"
+    enough = Measurement("race = black (vs white)", 0.1, (0.05, 0.2), n_cases=12)
+    assert judge(enough, 0.25, "max", min_group_cases=10) == "pass"
+    assert load_policy().min_group_cases == 10
+    with pytest.raises(PolicyError, match="p.yaml: min_group_cases: must be a whole number"):
+        parse_policy({"id": "p", "min_group_cases": -1, "controls": {"impact-ratio": {"threshold": 0.8}}},
+                     label="p.yaml")
