@@ -229,7 +229,8 @@ def measure_format_stability(evidence: dict, params: dict) -> list[Measurement]:
         Measurement(
             f"{n} {'baseline ' if robustness['mode'] == 'baselines' else ''}cases x {len(robustness['formats'])} "
             "formats", changed / n, robustness["decision_change_ci"],
-            f"{changed} of {n} cases change decision between {robustness['reference']} and {names}",
+            f"{changed} of {n} cases change decision between {robustness['reference']} and {names} (readings "
+            f"with answer mass below {robustness.get('mass_floor', 0.5)} not counted)",
         )
     ]
 

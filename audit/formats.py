@@ -97,8 +97,12 @@ def _records(cases, scores, masses) -> list[dict[str, Any]]:
 
 
 def sensitivity(loaded, suite: Suite, *, mode: str, limit: int | None, seed: int, make_adapter,
-                progress_factory=None) -> dict[str, Any] | None:
-    """Score every format on the chosen cases; per format and per case, what changes against as-written."""
+                mass_floor: float = 0.5, progress_factory=None) -> dict[str, Any] | None:
+    """Score every format on the chosen cases; per format and per case, what changes against as-written.
+
+    A reading whose answer mass is below ``mass_floor`` (the model hardly says Yes or No in that format) is not
+    a decision: it is reported, and left out when counting the cases whose decision changes between formats.
+    """
     if mode == "off":
         return None
     formats = variants(suite)
@@ -118,18 +122,20 @@ def sensitivity(loaded, suite: Suite, *, mode: str, limit: int | None, seed: int
         entry = {"name": variant["name"], "description": variant["description"],
                  "example_prompt": encoded[0].prompt, "records": records}
         if mode == "full":
-            entry["fairness"] = counterfactual_statistics(variant["suite"], records, seed=seed)
+            entry["fairness"] = counterfactual_statistics(variant["suite"], records, seed=seed, mass_floor=mass_floor)
         results.append(entry)
-    return _summarise(results, mode)
+    return _summarise(results, mode, mass_floor)
 
 
-def _summarise(results: list[dict[str, Any]], mode: str) -> dict[str, Any]:
+def _summarise(results: list[dict[str, Any]], mode: str, mass_floor: float) -> dict[str, Any]:
     reference = {r["case_id"]: r for r in results[0]["records"]}
     case_ids = list(reference)
     by_format = [{r["case_id"]: r["score"] for r in found["records"]} for found in results]
     scores = np.array([[found[c] for c in case_ids] for found in by_format])  # [formats, cases]
+    mass_of = [{r["case_id"]: r["answer_mass"] for r in found["records"]} for found in results]
+    reliable = np.array([[found[c] >= mass_floor for c in case_ids] for found in mass_of])
     decisions = scores > 0
-    changed = (decisions != decisions[0]).any(0)
+    changed = np.array([len(set(decisions[reliable[:, j], j])) > 1 for j in range(len(case_ids))], dtype=bool)
     formats = []
     for index, found in enumerate(results):
         masses = np.array([r["answer_mass"] for r in found["records"]])
@@ -142,17 +148,20 @@ def _summarise(results: list[dict[str, Any]], mode: str) -> dict[str, Any]:
             "mean_answer_mass": float(masses.mean()),
             "agreement_with_reference": agree / len(case_ids),
             "agreement_ci": wilson(agree, len(case_ids), 0.95),
+            "n_below_mass_floor": int((~reliable[index]).sum()),
             "fairness": found.get("fairness"),
         })
     per_case = [{
         "case_id": c, "scenario_id": reference[c]["scenario_id"], "attribute": reference[c]["attribute"],
         "scores": {f["name"]: float(scores[i, j]) for i, f in enumerate(results)},
         "score_range": float(scores[:, j].max() - scores[:, j].min()),
+        "below_mass_floor": [f["name"] for i, f in enumerate(results) if not reliable[i, j]],
         "decision_changes": bool(changed[j]),
     } for j, c in enumerate(case_ids)]
     return {
         "evaluated": True,
         "mode": mode,
+        "mass_floor": mass_floor,
         "reference": results[0]["name"],
         "formats": formats,
         "cases": per_case,

@@ -138,7 +138,7 @@ def run(
     stage = time.monotonic()
     robustness = sensitivity(
         loaded, the_suite, mode=format_sensitivity, limit=limit, seed=seed, make_adapter=make_adapter,
-        progress_factory=lambda label, n: Progress(label, n, quiet=quiet),
+        mass_floor=mass_floor, progress_factory=lambda label, n: Progress(label, n, quiet=quiet),
     )
     timings["prompt_formats"] = time.monotonic() - stage
 

@@ -21,6 +21,7 @@ def formats_context(bundle: EvidenceBundle) -> dict[str, Any] | None:
         "label": titles.get(case["scenario_id"], case["scenario_id"]) if case["attribute"] is None else case["case_id"],
         "scores": [case["scores"][name] for name in names],
         "changes": case["decision_changes"],
+        "unreliable": [name in case["below_mass_floor"] for name in names],
         "range": case["score_range"],
     } for case in found["cases"]]
     if found["mode"] == "full":
@@ -36,6 +37,7 @@ def formats_context(bundle: EvidenceBundle) -> dict[str, Any] | None:
         "cases": cases,
         "n_cases": found["n_cases"],
         "n_changes": found["n_decision_changes"],
+        "mass_floor": found["mass_floor"],
         "change_ci": found["decision_change_ci"],
         "spread": [{**g, "values": [g["shifts"].get(name) for name in names]} for g in spread],
     }

@@ -44,8 +44,8 @@ def test_baseline_mode_scores_each_format_and_the_reference_is_the_audit_score(l
     for case, score in zip(found["cases"], scores):
         assert case["scores"]["as-written"] == pytest.approx(score, abs=1e-5)
         assert case["score_range"] == pytest.approx(max(case["scores"].values()) - min(case["scores"].values()))
-        changes = len({s > 0 for s in case["scores"].values()}) > 1
-        assert case["decision_changes"] == changes
+        reliable = [v > 0 for k, v in case["scores"].items() if k not in case["below_mass_floor"]]
+        assert case["decision_changes"] == (len(set(reliable)) > 1)
     no_prefill = next(f for f in found["formats"] if f["name"] == "no-prefill")
     assert no_prefill["example_prompt"].endswith("<|im_start|>assistant\n")
     assert found["n_decision_changes"] == sum(c["decision_changes"] for c in found["cases"])
@@ -74,3 +74,13 @@ def test_an_imported_benchmark_keeps_its_own_prompt(loaded, tmp_path):
     assert not found["evaluated"] and "fixes its own prompt" in found["why"]
     assert sensitivity(loaded, load_suite("fair-lending"), mode="off", limit=1, seed=0,
                        make_adapter=make_adapter) is None
+
+
+def test_readings_below_the_mass_floor_do_not_count_as_decisions(loaded):
+    suite = load_suite("fair-lending")
+    everything = sensitivity(loaded, suite, mode="baselines", limit=2, seed=0, make_adapter=make_adapter,
+                             mass_floor=0.0)
+    nothing = sensitivity(loaded, suite, mode="baselines", limit=2, seed=0, make_adapter=make_adapter,
+                          mass_floor=1.1)
+    assert all(not c["below_mass_floor"] for c in everything["cases"])
+    assert nothing["n_decision_changes"] == 0 and all(len(c["below_mass_floor"]) == 5 for c in nothing["cases"])
