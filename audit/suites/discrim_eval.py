@@ -31,13 +31,13 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 from audit.errors import SuiteError
 from audit.suites.expand import Case, slugify
+from audit.suites.jsonl import json_objects
 from audit.suites.schema import Answers, Attribute, AttributeValue, Scenario, Suite
 
 PREFIX = "discrim-eval:"
@@ -66,15 +66,7 @@ def _age_text(age: float) -> str:
 def read_rows(path: Path, label: str) -> list[dict[str, Any]]:
     """The JSONL rows, each checked for every column and its type; errors name the line and column."""
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise SuiteError(f"{label}: line {number}: is not valid JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise SuiteError(f"{label}: line {number}: must be a JSON object with the discrim-eval columns")
+    for number, row in json_objects(path, label):
         for column, kind in COLUMNS.items():
             if column not in row:
                 raise SuiteError(f"{label}: line {number}: {column}: is missing (discrim-eval columns: "

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 from dataclasses import replace
 from pathlib import Path
 
 from audit.errors import SuiteError
 from audit.hashing import sha256_file
 from audit.suites.expand import slugify
+from audit.suites.jsonl import json_objects
 from audit.suites.schema import SUITE_ID_PATTERN, Scenario, Suite
 
 ID_COLUMN = "id"
@@ -32,18 +32,8 @@ def read_table(path: Path) -> list[dict[str, str]]:
         with path.open(newline="", encoding="utf-8") as handle:
             return [{k: (v or "").strip() for k, v in row.items() if k is not None} for row in csv.DictReader(handle)]
     if path.suffix.lower() in (".jsonl", ".ndjson"):
-        rows = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise SuiteError(f"{label}: line {number}: is not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise SuiteError(f"{label}: line {number}: must be a JSON object of column values")
-            rows.append({str(k): "" if v is None else str(v).strip() for k, v in row.items()})
-        return rows
+        return [{str(k): "" if v is None else str(v).strip() for k, v in row.items()}
+                for _, row in json_objects(path, label)]
     raise SuiteError(f"--rows: {label}: must be a .csv or .jsonl file")
 
 
