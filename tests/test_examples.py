@@ -28,3 +28,10 @@ def test_the_suite_guide_shows_the_example_suite_as_it_is():
     example = (EXAMPLES / "suites" / "credit-line-review.yaml").read_text()
     shown = guide.split("```yaml\n", 1)[1].split("```", 1)[0]
     assert shown == example
+
+
+def test_the_policy_guide_lists_every_control():
+    from audit.controls import CONTROLS
+
+    guide = (EXAMPLES.parent / "docs" / "policies.md").read_text()
+    assert all(f"`{cid}`" in guide for cid in CONTROLS)
