@@ -1,12 +1,14 @@
 """The ``audit`` command line: parse flags, call one library function, map outcomes to exit codes.
 
 Exit codes: 0 every blocking control passed; 1 a blocking control failed;
-2 bad input (a one-line message naming the file, field or flag).
+2 bad input (a one-line message naming the file, field or flag); 3 the audit itself broke (a bug: the
+traceback follows the message), so a CI job never mistakes a crash for a failed control.
 """
 
 from __future__ import annotations
 
 import sys
+import traceback
 from pathlib import Path
 
 import click
@@ -19,6 +21,9 @@ from audit.models.loading import DEVICES, DTYPES
 from audit.models.spec import DEFAULT_MODEL
 from audit.pipeline import DEFAULT_IG_STEPS, DEFAULT_OUT, DEFAULT_SUITE
 from audit.policy import JURISDICTIONS
+
+
+INTERNAL_ERROR = 3
 
 
 class AuditGroup(click.Group):
@@ -36,6 +41,10 @@ class AuditGroup(click.Group):
         except click.exceptions.Abort:
             click.echo("audit: aborted", err=True)
             sys.exit(130)
+        except Exception as exc:  # a bug, not a finding: exit 3, never 1 (a failed control)
+            click.echo(f"audit: internal error: {type(exc).__name__}: {exc} (please report it)", err=True)
+            traceback.print_exc()
+            sys.exit(INTERNAL_ERROR)
         sys.exit(rv if isinstance(rv, int) else 0)
 
 

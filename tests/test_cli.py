@@ -127,3 +127,18 @@ def test_report_on_a_non_bundle_is_a_one_line_error(tmp_path):
     (tmp_path / "bundle.json").write_text("[]")
     result = audit_process("report", str(tmp_path))
     assert_one_line_error(result, "bundle.json")
+
+
+def test_a_crash_exits_3_not_1_so_it_never_reads_as_a_failed_control(monkeypatch):
+    from click.testing import CliRunner
+
+    import audit.pipeline
+    from audit.cli import main
+
+    def broken(**_):
+        raise KeyError("below_mass_floor")
+
+    monkeypatch.setattr(audit.pipeline, "run", broken)
+    result = CliRunner().invoke(main, ["run", "--limit", "1"])
+    assert result.exit_code == 3
+    assert "audit: internal error: KeyError" in result.output
