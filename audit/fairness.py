@@ -101,6 +101,36 @@ def _properties(suite: Suite) -> list[tuple[str, tuple[str, ...]]]:
     return result
 
 
+def case_records(encoded, scores: list[float], masses: list[float]) -> list[dict[str, Any]]:
+    """The record of every scored case that the statistics, controls and bundle read: its provenance, score,
+    answer mass, decision and shift against its scenario's baseline."""
+    baseline_scores = {
+        e.case.pair_id: s for e, s in zip(encoded, scores) if e.case.is_baseline
+    }
+    records = []
+    for item, score, mass in zip(encoded, scores, masses):
+        case = item.case
+        records.append(
+            {
+                "case_id": case.case_id,
+                "pair_id": case.pair_id,
+                "scenario_id": case.scenario_id,
+                "attribute": case.attribute,
+                "value": case.value,
+                "groups": case.groups,
+                "protected_slots": list(case.protected_slots),
+                "text": case.text,
+                "slots": {k: [list(span) for span in v] for k, v in case.slots.items()},
+                "n_tokens": item.length,
+                "score": score,
+                "answer_mass": mass,
+                "decision": "favourable" if decision_of(score) else "unfavourable",
+                "shift": score - baseline_scores[case.pair_id],
+            }
+        )
+    return records
+
+
 def counterfactual_statistics(
     suite: Suite,
     records: list[dict[str, Any]],

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from audit.fairness import counterfactual_statistics, decision_of, wilson
+from audit.fairness import case_records, counterfactual_statistics, wilson
 from audit.suites import Suite, expand
 from audit.suites.schema import SLOT_PATTERN
 
@@ -87,15 +87,6 @@ def variants(suite: Suite) -> list[dict[str, Any]]:
     return found
 
 
-def _records(cases, scores, masses) -> list[dict[str, Any]]:
-    baseline = {c.pair_id: s for c, s in zip(cases, scores) if c.is_baseline}
-    return [{
-        "case_id": c.case_id, "pair_id": c.pair_id, "scenario_id": c.scenario_id, "attribute": c.attribute,
-        "groups": c.groups, "protected_slots": list(c.protected_slots), "score": s, "answer_mass": m,
-        "decision": "favourable" if decision_of(s) else "unfavourable", "shift": s - baseline.get(c.pair_id, s),
-    } for c, s, m in zip(cases, scores, masses)]
-
-
 def sensitivity(loaded, suite: Suite, *, mode: str, limit: int | None, seed: int, make_adapter,
                 mass_floor: float = 0.5, progress_factory=None) -> dict[str, Any] | None:
     """Score every format on the chosen cases; per format and per case, what changes against as-written.
@@ -118,7 +109,7 @@ def sensitivity(loaded, suite: Suite, *, mode: str, limit: int | None, seed: int
         scores, masses = adapter.decide(encoded, progress=progress)
         if progress is not None:
             progress.close()
-        records = _records(cases, scores, masses)
+        records = case_records(encoded, scores, masses)
         entry = {"name": variant["name"], "description": variant["description"],
                  "example_prompt": encoded[0].prompt, "records": records}
         if mode == "full":

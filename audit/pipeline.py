@@ -29,7 +29,7 @@ from audit.explaining import parse_methods, run_explainers
 from audit.evidence import (
     BUNDLE_FILE, SCHEMA_VERSION, EvidenceBundle, check_output_dir, environment, utc_now, write_outputs,
 )
-from audit.fairness import counterfactual_statistics, decision_of
+from audit.fairness import case_records, counterfactual_statistics
 from audit.formats import MODES as FORMAT_MODES
 from audit.formats import sensitivity
 from audit.internals import PATCHED_PAIRS, internals
@@ -122,7 +122,7 @@ def run(
     recorder = HiddenStateRecorder(adapter, answer_and_slot_positions(adapter, slots=set()))
     scores, masses = adapter.decide(encoded, progress=progress, recorder=recorder)
     progress.close()
-    records = _case_records(encoded, scores, masses)
+    records = case_records(encoded, scores, masses)
     timings["score_cases"] = time.monotonic() - stage
 
     stage = time.monotonic()
@@ -212,34 +212,6 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def _case_records(encoded, scores: list[float], masses: list[float]) -> list[dict[str, Any]]:
-    baseline_scores = {
-        e.case.pair_id: s for e, s in zip(encoded, scores) if e.case.is_baseline
-    }
-    records = []
-    for item, score, mass in zip(encoded, scores, masses):
-        case = item.case
-        records.append(
-            {
-                "case_id": case.case_id,
-                "pair_id": case.pair_id,
-                "scenario_id": case.scenario_id,
-                "attribute": case.attribute,
-                "value": case.value,
-                "groups": case.groups,
-                "protected_slots": list(case.protected_slots),
-                "text": case.text,
-                "slots": {k: [list(span) for span in v] for k, v in case.slots.items()},
-                "n_tokens": item.length,
-                "score": score,
-                "answer_mass": mass,
-                "decision": "favourable" if decision_of(score) else "unfavourable",
-                "shift": score - baseline_scores[case.pair_id],
-            }
-        )
-    return records
 
 
 def suite_summary(suite: Suite, limit: int | None) -> dict[str, Any]:
