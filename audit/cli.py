@@ -93,8 +93,13 @@ def main():
               "baseline cases only, every case with every fairness statistic per format, or off.")
 @click.option("--allow-pickle", is_flag=True, help="Allow pickle weight files (.bin/.pt); they can run code on load.")
 @click.option("--trust-remote-code", is_flag=True, help="Allow model code shipped with the weights to run.")
+@click.option("--no-cache", is_flag=True,
+              help="Neither reuse nor store per-case results (scores, attributions, trust checks, patching).")
+@click.option("--cache-dir", default=None, type=click.Path(path_type=Path),
+              help="Folder of the per-case results cache (default: $OSS_MODEL_AUDIT_RESULTS_CACHE, else "
+              "~/.cache/oss-model-audit/results).")
 def run(model, suite, rows, policy, out, limit, seed, device, dtype, ig_steps, methods, patching_pairs, jurisdiction,
-        format_sensitivity, allow_pickle, trust_remote_code):
+        format_sensitivity, allow_pickle, trust_remote_code, no_cache, cache_dir):
     """Audit a model on a suite and write the evidence bundle and PDF report."""
     from audit.pipeline import run as run_audit
 
@@ -102,7 +107,7 @@ def run(model, suite, rows, policy, out, limit, seed, device, dtype, ig_steps, m
         model=model, suite=suite, rows=rows, policy=policy, out=out, limit=limit, seed=seed, device=device, dtype=dtype,
         ig_steps=ig_steps, methods=methods, patching_pairs=patching_pairs, jurisdiction=jurisdiction,
         format_sensitivity=format_sensitivity, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
-        command_line=["audit", *sys.argv[1:]],
+        cache=not no_cache, cache_dir=cache_dir, command_line=["audit", *sys.argv[1:]],
     )
     click.echo(summary_table(result.bundle.controls, result.bundle.verdict, result.paths.get("report.pdf")))
     return result.exit_code

@@ -20,6 +20,7 @@ from typing import Any
 import explainers
 from audit.errors import AuditError
 from audit.progress import Progress
+from audit.results_cache import NO_CACHE, ResultsCache
 from audit.trust import TrustPlan, assess
 from explainers.faithfulness import rank_agreement
 
@@ -74,9 +75,10 @@ def select_explained(records: list[dict[str, Any]], max_counterfactuals: int) ->
 
 def run_explainers(
     adapter, encoded: dict, records: list[dict[str, Any]], methods: list[str], *, ig_steps: int, seed: int,
-    plan: TrustPlan = TrustPlan(), quiet: bool = False,
+    plan: TrustPlan = TrustPlan(), quiet: bool = False, cache: ResultsCache = NO_CACHE,
 ) -> dict[str, Any]:
-    """Attributions of the primary method on the explained cases and of every method on the comparison cases."""
+    """Attributions of the primary method on the explained cases and of every method on the comparison cases;
+    ``cache`` keeps each attribution and trust measurement."""
     primary = primary_method(methods)
     instances = {n: explainers.get(n, n_steps=ig_steps) if n == "ig" else explainers.get(n) for n in methods}
     explained = select_explained(records, EXPLAINED_COUNTERFACTUALS)
@@ -86,13 +88,13 @@ def run_explainers(
     results: dict[str, dict[str, dict]] = {n: {} for n in methods}
     progress = Progress("attribution", len(jobs), unit="method x case runs", quiet=quiet)
     for name, case_id in jobs:
-        attribution = instances[name].explain(adapter, encoded[case_id]).to_dict()
+        attribution = cache.explain(instances[name], adapter, encoded[case_id])
         attribution["protected_slots"] = list(encoded[case_id].case.protected_slots)
         results[name][case_id] = attribution
         progress.advance()
     progress.close()
 
-    trust = assess(adapter, encoded, results, instances, comparison, seed=seed, plan=plan, quiet=quiet)
+    trust = assess(adapter, encoded, results, instances, comparison, seed=seed, plan=plan, quiet=quiet, cache=cache)
     reasons = dict(explained)
     primary_cases = [{**results[primary][case_id], "why": reasons[case_id]} for case_id, _ in explained]
     return {

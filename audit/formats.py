@@ -35,6 +35,8 @@ from typing import Any
 import numpy as np
 
 from audit.fairness import case_records, counterfactual_statistics, wilson
+from audit.results_cache import NO_CACHE, ResultsCache
+from audit.scoring import score_cases
 from audit.suites import Suite, expand
 from audit.suites.schema import SLOT_PATTERN
 
@@ -88,7 +90,8 @@ def variants(suite: Suite) -> list[dict[str, Any]]:
 
 
 def sensitivity(loaded, suite: Suite, *, mode: str, limit: int | None, seed: int, make_adapter,
-                mass_floor: float = 0.5, progress_factory=None) -> dict[str, Any] | None:
+                mass_floor: float = 0.5, progress_factory=None,
+                cache: ResultsCache = NO_CACHE) -> dict[str, Any] | None:
     """Score every format on the chosen cases; per format and per case, what changes against as-written.
 
     A reading whose answer mass is below ``mass_floor`` (the model hardly says Yes or No in that format) is not
@@ -106,7 +109,7 @@ def sensitivity(loaded, suite: Suite, *, mode: str, limit: int | None, seed: int
         adapter = make_adapter(loaded, variant["suite"])
         encoded = [adapter.encode(c) for c in cases]
         progress = progress_factory(f"prompt format {variant['name']}", len(encoded)) if progress_factory else None
-        scores, masses = adapter.decide(encoded, progress=progress)
+        scores, masses = score_cases(adapter, encoded, cache, stage="prompt_formats", progress=progress)
         if progress is not None:
             progress.close()
         records = case_records(encoded, scores, masses)

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from audit.fairness import bootstrap_ci
+from audit.results_cache import NO_CACHE, ResultsCache, case_hash
 from explainers.lens import LensUnavailable, forming_layer, lens_scores
 from explainers.patching import patch_attribute_span, summarise_patching
 from explainers.probes import probe_layers
@@ -151,7 +152,8 @@ def _selection(count: int | None, available: int) -> str:
 
 
 def patching_summary(adapter, encoded: dict, records: list[dict[str, Any]], *, seed: int,
-                     pairs_wanted: int | None = PATCHED_PAIRS, quiet: bool = False) -> dict[str, Any]:
+                     pairs_wanted: int | None = PATCHED_PAIRS, quiet: bool = False,
+                     cache: ResultsCache = NO_CACHE) -> dict[str, Any]:
     from audit.progress import Progress
 
     baselines = {r["pair_id"]: r["case_id"] for r in records if r["attribute"] is None}
@@ -159,8 +161,13 @@ def patching_summary(adapter, encoded: dict, records: list[dict[str, Any]], *, s
     progress = Progress("activation patching", len(chosen), unit="pairs", quiet=quiet)
     pairs = []
     for record in chosen:
-        pairs.append(patch_attribute_span(adapter, encoded[baselines[record["pair_id"]]], encoded[record["case_id"]],
-                                          record["attribute"], total_effect_floor=TOTAL_EFFECT_FLOOR))
+        target, source = encoded[baselines[record["pair_id"]]], encoded[record["case_id"]]
+        params = {"target": case_hash(target), "slot": record["attribute"], "total_effect_floor": TOTAL_EFFECT_FLOOR}
+        pairs.append(cache.remember(
+            "patching", adapter, source, params, stage="patching",
+            compute=lambda: patch_attribute_span(adapter, target, source, record["attribute"],
+                                                 total_effect_floor=TOTAL_EFFECT_FLOOR),
+        ))
         progress.advance()
     progress.close()
     return {
@@ -174,12 +181,14 @@ def patching_summary(adapter, encoded: dict, records: list[dict[str, Any]], *, s
 
 def internals(adapter, states: dict[str, dict[str, np.ndarray]], records: list[dict[str, Any]], suite,
               encoded: dict, *, seed: int, patching_pairs: int | None = PATCHED_PAIRS,
-              quiet: bool = False) -> dict[str, Any]:
-    """``patching_pairs``: how many counterfactual pairs activation patching runs on (None: every pair)."""
+              quiet: bool = False, cache: ResultsCache = NO_CACHE) -> dict[str, Any]:
+    """``patching_pairs``: how many counterfactual pairs activation patching runs on (None: every pair);
+    ``cache`` keeps each pair's patching."""
     return {
         "lens": lens_summary(adapter, states, records, suite, seed=seed),
         "probes": probe_summary(states, records, suite, seed=seed),
-        "patching": patching_summary(adapter, encoded, records, seed=seed, pairs_wanted=patching_pairs, quiet=quiet),
+        "patching": patching_summary(adapter, encoded, records, seed=seed, pairs_wanted=patching_pairs, quiet=quiet,
+                                     cache=cache),
         "probe_definition": "multinomial logistic regression (scikit-learn, standardised features, C = 0.1) on "
         "the hidden state after each layer, out-of-fold accuracy under stratified k-fold grouped by scenario; "
         "control task (Hewitt & Liang 2019): one random label per word type (value text); selectivity = accuracy - "

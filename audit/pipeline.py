@@ -6,7 +6,9 @@
 
 Every input is checked before the model is loaded, and nothing is written
 until the bundle and its report exist in memory, so bad input or a crash
-leaves no partial output.
+leaves no partial output. The one exception is the per-case results cache
+(``audit.results_cache``), written as results finish, so an interrupted run
+resumes and a re-run costs nothing.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ from audit.policy import DEFAULT_STABILITY_FLOOR, JURISDICTIONS, evaluate, load_
 from audit.progress import Progress, note
 from audit.reasons import adverse_action_reasons
 from audit.regulations import clauses_for, load_catalog
+from audit.results_cache import open_cache
+from audit.scoring import score_cases
 from audit.suites import expand, load_suite
 from audit.suites.rows import apply_rows
 from audit.suites.schema import Suite
@@ -80,8 +84,13 @@ def run(
     render: bool = True,
     command_line: list[str] | None = None,
     quiet: bool = False,
+    cache: bool = True,
+    cache_dir: str | Path | None = None,
 ) -> AuditResult:
-    """Audit ``model`` on ``suite`` under ``policy`` and write the evidence to ``out``."""
+    """Audit ``model`` on ``suite`` under ``policy`` and write the evidence to ``out``.
+
+    ``cache``: reuse and store per-case results in ``cache_dir`` (default: see ``audit.results_cache``).
+    """
     started_at, started = utc_now(), time.monotonic()
     timings: dict[str, float] = {}
     out = Path(out)
@@ -104,6 +113,7 @@ def run(
     if jurisdiction is not None and jurisdiction not in JURISDICTIONS:
         raise AuditError(f"--jurisdiction: must be one of {', '.join(JURISDICTIONS)}, got {jurisdiction!r}")
     chosen_methods = parse_methods(methods)
+    results_cache = open_cache(cache, cache_dir, quiet=quiet)
     _seed_everything(seed)
 
     stage = time.monotonic()
@@ -120,7 +130,7 @@ def run(
     encoded = [adapter.encode(case) for case in cases]
     progress = Progress("scoring", len(encoded), quiet=quiet)
     recorder = HiddenStateRecorder(adapter, answer_and_slot_positions(adapter, slots=set()))
-    scores, masses = adapter.decide(encoded, progress=progress, recorder=recorder)
+    scores, masses = score_cases(adapter, encoded, results_cache, progress=progress, recorder=recorder)
     progress.close()
     records = case_records(encoded, scores, masses)
     timings["score_cases"] = time.monotonic() - stage
@@ -139,6 +149,7 @@ def run(
     robustness = sensitivity(
         loaded, the_suite, mode=format_sensitivity, limit=limit, seed=seed, make_adapter=make_adapter,
         mass_floor=mass_floor, progress_factory=lambda label, n: Progress(label, n, quiet=quiet),
+        cache=results_cache,
     )
     timings["prompt_formats"] = time.monotonic() - stage
 
@@ -146,12 +157,13 @@ def run(
     note("probing hidden states and reading the logit lens", quiet=quiet)
     by_id = {e.case.case_id: e for e in encoded}
     inside = internals(adapter, recorder.states, records, the_suite, by_id, seed=seed, patching_pairs=patching_pairs,
-                       quiet=quiet)
+                       quiet=quiet, cache=results_cache)
     del recorder  # the hidden states are summarised: free them before attribution
     timings["internals"] = time.monotonic() - stage
 
     stage = time.monotonic()
-    attributions = run_explainers(adapter, by_id, records, chosen_methods, ig_steps=ig_steps, seed=seed, quiet=quiet)
+    attributions = run_explainers(adapter, by_id, records, chosen_methods, ig_steps=ig_steps, seed=seed, quiet=quiet,
+                                  cache=results_cache)
     timings["attribution"] = time.monotonic() - stage
 
     stage = time.monotonic()
@@ -161,7 +173,7 @@ def run(
     if the_suite.factors:
         adverse_action = adverse_action_reasons(
             adapter, by_id, records, chosen_methods, list(the_suite.factors), attributions, ig_steps=ig_steps,
-            seed=seed, stability_floor=floor, quiet=quiet,
+            seed=seed, stability_floor=floor, quiet=quiet, cache=results_cache,
         )
     timings["reasons"] = time.monotonic() - stage
 
@@ -180,6 +192,7 @@ def run(
             "durations_s": {k: round(v, 3) for k, v in timings.items()},
             "limit": limit,
             "jurisdiction": jurisdiction or the_policy.jurisdiction,
+            "result_cache": results_cache.summary(),
             "environment": environment(seed=seed, device=device, dtype=dtype, command_line=command_line),
         },
         model=loaded.fingerprint,

@@ -48,6 +48,7 @@ from typing import Any
 import explainers
 from audit.explaining import primary_method
 from audit.progress import Progress
+from audit.results_cache import NO_CACHE, ResultsCache
 
 MAX_REASONS = 4
 CITATION = "12 CFR 1002.9(b)(2); Supplement I to Part 1002, Comments 9(b)(2)-1, -4 and -5"
@@ -190,7 +191,7 @@ def _reusable(computed, run: dict[str, Any], case_id: str) -> dict[str, Any] | N
 def adverse_action_reasons(
     adapter, encoded: dict, records: list[dict[str, Any]], methods: list[str], factors: list[str],
     attributions: dict[str, Any], *, ig_steps: int, seed: int, stability_floor: float,
-    quiet: bool = False,
+    quiet: bool = False, cache: ResultsCache = NO_CACHE,
 ) -> dict[str, Any]:
     """Principal reasons of every unfavourable decision, with their stability, flags and cost (see the module)."""
     runs, left_out = _ensemble(methods, ig_steps, seed)
@@ -205,7 +206,7 @@ def adverse_action_reasons(
             attribution = _reusable(computed, run, record["case_id"])
             reused = attribution is not None
             if not reused:
-                attribution = run["explainer"].explain(adapter, encoded[record["case_id"]]).to_dict()
+                attribution = cache.explain(run["explainer"], adapter, encoded[record["case_id"]], stage="reasons")
             results.append({
                 "method": run["method"], "seed": run["seed"], "slot_scores": attribution["slot_scores"],
                 "seconds": attribution["seconds"], "forward_passes": attribution["forward_passes"], "reused": reused,

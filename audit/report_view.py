@@ -895,6 +895,7 @@ def _reproducibility(bundle: EvidenceBundle) -> dict[str, Any]:
             ("Machine", f"{environment.get('machine') or NA}, {environment.get('processor_count') or NA} CPUs, "
              f"{environment.get('torch_threads') or NA} torch threads"),
             ("Scenario limit", run.get("limit") if run.get("limit") is not None else "none (all scenarios)"),
+            *([("Results cache", _cache_use(run["result_cache"]))] if run.get("result_cache") else []),
         ],
         "package_rows": [
             (packages[i], packages[i + half] if i + half < len(packages) else None) for i in range(half)
@@ -909,6 +910,20 @@ def _reproducibility(bundle: EvidenceBundle) -> dict[str, Any]:
         "manifest_file": MANIFEST_FILE,
         "schema_version": bundle.schema_version,
     }
+
+
+def _cache_use(cache: dict[str, Any]) -> str:
+    """One line on the per-case results cache: off, unavailable, or what it reused per stage."""
+    if cache.get("unavailable"):
+        return f"not used: {cache['unavailable']}"
+    if not cache.get("enabled"):
+        return "off (--no-cache)"
+    stages = cache.get("stages", {})
+    hits = sum(counts["hits"] for counts in stages.values())
+    total = hits + sum(counts["misses"] for counts in stages.values())
+    per_stage = ", ".join(f"{stage.replace('_', ' ')} {c['hits']}/{c['hits'] + c['misses']}"
+                          for stage, c in stages.items())
+    return f"{hits} of {total} per-case results reused ({per_stage})" if total else "nothing to reuse"
 
 
 def build_context(bundle: EvidenceBundle) -> dict[str, Any]:

@@ -19,19 +19,26 @@ within its time budget; the plan lands in the bundle and the report.
   method whose maps still correlate at ``sanity_max_correlation`` or more
   with every layer randomised fails: its maps do not depend on what the
   model learned.
+
+Every measurement of one case (an ordering's erasure curves, leave-one-out,
+infidelity, a method's max-sensitivity, an attribution under randomised
+layers) goes through the results cache (``audit.results_cache``), keyed by
+what it depends on, so a re-run repeats none of them.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 import explainers
 from audit.fairness import bootstrap_ci
 from audit.progress import Progress
+from audit.results_cache import NO_CACHE, ResultsCache
 from explainers.faithfulness import (
     BINS,
     erasure_curves,
@@ -48,6 +55,7 @@ from explainers.faithfulness import (
 )
 from explainers.region import Region
 
+STAGE = "trust"  # where the cache counts this module's hits and misses
 RANDOM = "random"
 LOO = "leave-one-out"
 LOO_REVERSED = "leave-one-out reversed"
@@ -68,7 +76,8 @@ class TrustPlan:
 
 
 def assess(adapter, encoded: dict, results: dict[str, dict[str, dict]], instances: dict, case_ids: list[str], *,
-           seed: int, plan: TrustPlan = TrustPlan(), quiet: bool = False) -> dict[str, Any]:
+           seed: int, plan: TrustPlan = TrustPlan(), quiet: bool = False,
+           cache: ResultsCache = NO_CACHE) -> dict[str, Any]:
     """Every trust measurement of ``plan`` on ``case_ids`` (ordered; each check takes the first n)."""
     methods = list(instances)
     stages = {
@@ -79,9 +88,11 @@ def assess(adapter, encoded: dict, results: dict[str, dict[str, dict]], instance
     units = (len(stages["faithfulness"]) + len(methods) * len(stages["sensitivity"])
              + len(methods) * len(stages["sanity"]) * len(plan.sanity_stages))
     progress = Progress("trust checks", units, unit="steps", quiet=quiet)
-    faithfulness = _faithfulness(adapter, encoded, results, methods, stages["faithfulness"], seed, plan, progress)
-    sensitivity = _sensitivity(adapter, encoded, results, instances, stages["sensitivity"], seed, plan, progress)
-    sanity = _sanity(adapter, encoded, results, instances, stages["sanity"], seed, plan, progress)
+    faithfulness = _faithfulness(adapter, encoded, results, methods, stages["faithfulness"], seed, plan, progress,
+                                 cache)
+    sensitivity = _sensitivity(adapter, encoded, results, instances, stages["sensitivity"], seed, plan, progress,
+                               cache)
+    sanity = _sanity(adapter, encoded, results, instances, stages["sanity"], seed, plan, progress, cache)
     progress.close()
     plan_record = {**asdict(plan), "sanity_stages": list(plan.sanity_stages)}  # as JSON reads it back
     return {"plan": plan_record, "faithfulness": faithfulness, "sensitivity": sensitivity, "sanity": sanity}
@@ -97,7 +108,13 @@ def _mean_ci(values: list[float], seed: int) -> dict[str, Any]:
     }
 
 
-def _faithfulness(adapter, encoded, results, methods, case_ids, seed, plan, progress) -> dict[str, Any]:
+def _lazy_region(adapter, encoded) -> Callable[[], Region]:
+    """``Region.of`` on first use, so a case whose measurements are all cached runs no prompt prefix."""
+    return functools.cache(lambda: Region.of(adapter, encoded))
+
+
+def _faithfulness(adapter, encoded, results, methods, case_ids, seed, plan, progress,
+                  cache: ResultsCache = NO_CACHE) -> dict[str, Any]:
     started = time.perf_counter()
     orderings = [*methods, RANDOM]
     curves: dict[str, dict[str, dict]] = {name: {} for name in [*orderings, LOO, LOO_REVERSED]}
@@ -107,7 +124,8 @@ def _faithfulness(adapter, encoded, results, methods, case_ids, seed, plan, prog
     forward_passes = 0
     loo_ids = case_ids[: plan.loo_cases]
     for index, case_id in enumerate(case_ids):
-        region = Region.of(adapter, encoded[case_id])
+        case = encoded[case_id]
+        region = _lazy_region(adapter, case)
         full_score = results[methods[0]][case_id]["score"]
         sign = 1.0 if full_score > 0 else -1.0
         n_words = len(encoded[case_id].words)
@@ -119,14 +137,18 @@ def _faithfulness(adapter, encoded, results, methods, case_ids, seed, plan, prog
         word_maps = {name: results[name][case_id]["word_scores"] for name in methods}
         word_maps[RANDOM] = np.random.default_rng(seed + index).standard_normal(n_words).tolist()
         if case_id in loo_ids:
-            loo = leave_one_out(region, full_score)
+            loo = cache.remember("leave-one-out", adapter, case, {"full_score": full_score}, stage=STAGE,
+                                 compute=lambda: leave_one_out(region(), full_score))
             forward_passes += loo["forward_passes"]
             orders[LOO] = word_order(loo["word_scores"], sign, signed=True)
             orders[LOO_REVERSED] = reverse_order(orders[LOO])
             for name in methods:
                 taus[name].append(tau_against(loo["word_scores"], word_maps[name], explainers.REGISTRY[name].signed))
         for name, order in orders.items():
-            curves[name][case_id] = erasure_curves(region, order, full_score)
+            curves[name][case_id] = cache.remember(
+                "erasure-curves", adapter, case, {"order": order, "full_score": full_score}, stage=STAGE,
+                compute=lambda: erasure_curves(region(), order, full_score),
+            )
             forward_passes += curves[name][case_id]["forward_passes"]
         if case_id in loo_ids:
             for key, sign_of_better in (("comprehensiveness", 1.0), ("sufficiency", -1.0)):
@@ -134,8 +156,13 @@ def _faithfulness(adapter, encoded, results, methods, case_ids, seed, plan, prog
                 worst, best = min(values.values()), max(values.values())
                 for name, value in values.items():
                     naopc[name][key].append(normalised_aopc(value, worst, best))
-        found = word_infidelity(region, word_maps, full_score, n_samples=plan.infidelity_samples,
-                                erase_probability=plan.erase_probability, seed=seed + index)
+        infidelity_params = {"word_maps": word_maps, "full_score": full_score, "n_samples": plan.infidelity_samples,
+                             "erase_probability": plan.erase_probability, "seed": seed + index}
+        found = cache.remember(
+            "infidelity", adapter, case, infidelity_params, stage=STAGE,
+            compute=lambda: word_infidelity(region(), word_maps, full_score, n_samples=plan.infidelity_samples,
+                                            erase_probability=plan.erase_probability, seed=seed + index),
+        )
         forward_passes += found["forward_passes"]
         for name in orderings:
             infidelity[name].append(found["methods"][name]["normalised"])
@@ -191,17 +218,22 @@ def _faithfulness(adapter, encoded, results, methods, case_ids, seed, plan, prog
     }
 
 
-def _sensitivity(adapter, encoded, results, instances, case_ids, seed, plan, progress) -> dict[str, Any]:
+def _sensitivity(adapter, encoded, results, instances, case_ids, seed, plan, progress,
+                 cache: ResultsCache = NO_CACHE) -> dict[str, Any]:
     started = time.perf_counter()
     values: dict[str, list[float]] = {name: [] for name in instances}
     for case_id in case_ids:
-        region = Region.of(adapter, encoded[case_id])
-        radius = plan.sensitivity_radius * float(region.region.std())
+        case = encoded[case_id]
+        region = _lazy_region(adapter, case)
         for name, explainer in instances.items():
-            values[name].append(max_sensitivity(
-                explainer, adapter, encoded[case_id], region, results[name][case_id]["token_scores"],
-                n_samples=plan.sensitivity_samples, radius=radius, seed=seed,
-            ))
+            params = {"method": name, "params": explainer.params, "n_samples": plan.sensitivity_samples,
+                      "radius": plan.sensitivity_radius, "seed": seed}
+            found = cache.remember(
+                "max-sensitivity", adapter, case, params, stage=STAGE,
+                compute=lambda: _max_sensitivity(explainer, adapter, case, region(),
+                                                 results[name][case_id]["token_scores"], plan, seed),
+            )
+            values[name].append(found["max_sensitivity"])
             progress.advance()
     return {
         "definition": f"captum max-sensitivity (Yeh et al. 2019): the largest ||a(x + delta) - a(x)|| / ||a(x)|| "
@@ -214,7 +246,15 @@ def _sensitivity(adapter, encoded, results, instances, case_ids, seed, plan, pro
     }
 
 
-def _sanity(adapter, encoded, results, instances, case_ids, seed, plan, progress) -> dict[str, Any]:
+def _max_sensitivity(explainer, adapter, encoded, region, token_scores: list[float], plan: TrustPlan,
+                     seed: int) -> dict[str, float]:
+    radius = plan.sensitivity_radius * float(region.region.std())
+    return {"max_sensitivity": max_sensitivity(explainer, adapter, encoded, region, token_scores,
+                                               n_samples=plan.sensitivity_samples, radius=radius, seed=seed)}
+
+
+def _sanity(adapter, encoded, results, instances, case_ids, seed, plan, progress,
+            cache: ResultsCache = NO_CACHE) -> dict[str, Any]:
     started = time.perf_counter()
     n_layers = len(adapter.decoder_layers)
     counts = list(dict.fromkeys(max(1, round(share * n_layers)) for share in plan.sanity_stages))
@@ -225,12 +265,13 @@ def _sanity(adapter, encoded, results, instances, case_ids, seed, plan, progress
         with randomised_top_layers(adapter, count, seed):
             for case_id in case_ids:
                 for name, explainer in instances.items():
-                    randomised = explainer.explain(adapter, encoded[case_id])
-                    correlation = rank_correlation(results[name][case_id]["word_scores"], randomised.word_scores)
+                    randomised = cache.explain(explainer, adapter, encoded[case_id], stage=STAGE,
+                                               randomised_layers=count, randomisation_seed=seed)
+                    correlation = rank_correlation(results[name][case_id]["word_scores"], randomised["word_scores"])
                     per_method[name]["absolute"].append(correlation["absolute"])
                     per_method[name]["signed"].append(correlation["signed"])
                     progress.advance()
-                scores.append(randomised.score)
+                scores.append(randomised["score"])
         stages.append({
             "randomised_layers": count,
             "decision_scores": scores,

@@ -10,6 +10,12 @@ per token (for Saliency, whose map is unsigned, the absolute gradients are).
   the convergence delta, never hidden. With the filler-token reference
   (``explainers.region``) the median gap on SmolLM2-135M is about 5 % at 32
   steps; a zero-embedding reference stayed near 16 % even at 64 steps.
+  Adaptive mode (``tolerance``): the quadrature error falls as the node count
+  grows, so the rule is recomputed with twice the nodes (Gauss-Legendre rules
+  are not nested) until the relative gap |sum_i IG_i - (F(x) - F(x'))| /
+  |F(x) - F(x')| is at most ``tolerance`` or the next rule would exceed
+  ``max_steps``; every rule tried, its gap and whether the tolerance was met
+  are recorded.
 - Saliency (Simonyan, Vedaldi & Zisserman 2014): |dF/dx_i|, summed over
   the embedding dimension.
 - Input x Gradient (Shrikumar et al. 2016): x_i . dF/dx_i.
@@ -26,7 +32,10 @@ import torch
 from captum.attr import GradientShap, InputXGradient, IntegratedGradients, Saliency
 
 from explainers.base import Attribution, make_attribution, register, seeded
-from explainers.region import DEFAULT_BATCH_TOKENS, Region
+from audit.models.batching import is_out_of_memory
+from explainers.region import Region
+
+MIN_SCORE_DIFFERENCE = 1e-3  # |F(x) - F(x')| below this: the relative gap is taken against it
 
 
 @register
@@ -37,35 +46,61 @@ class LayerIntegratedGradients:
     signed = True
     stochastic = False
 
-    def __init__(self, n_steps: int = 32, method: str = "gausslegendre", batch_tokens: int = DEFAULT_BATCH_TOKENS):
+    def __init__(self, n_steps: int = 32, method: str = "gausslegendre", tolerance: float | None = None,
+                 max_steps: int = 256):
         self.params = {"n_steps": n_steps, "method": method}
+        if tolerance is not None:
+            self.params.update(tolerance=tolerance, max_steps=max_steps)
         self.n_steps = n_steps
         self.method = method
-        self.batch_tokens = batch_tokens
+        self.tolerance = tolerance
+        self.max_steps = max_steps
 
     def explain(self, adapter, encoded, region: Region | None = None) -> Attribution:
         started = time.perf_counter()
-        region = region if region is not None else Region.of(adapter, encoded, self.batch_tokens)
-        attributions, delta = IntegratedGradients(region.forward).attribute(
-            region.region,
-            baselines=region.reference,
-            n_steps=self.n_steps,
-            method=self.method,
-            internal_batch_size=region.rows_per_batch,
-            return_convergence_delta=True,
-        )
+        region = region if region is not None else Region.of(adapter, encoded)
         score, reference_score = region.scores_of_input_and_reference()
+        difference = max(abs(score - reference_score), MIN_SCORE_DIFFERENCE)
+        steps, tried = self.n_steps, []
+        while True:
+            attributions, delta = self._integrate(region, steps)
+            gap = float(delta.abs()[0])
+            tried.append({"n_steps": steps, "convergence_delta": gap, "relative_gap": gap / difference})
+            if self.tolerance is None or gap <= self.tolerance * difference or 2 * steps > self.max_steps:
+                break
+            steps *= 2
+        params = {**self.params, "n_steps": steps, "baseline": region.reference_text}
+        extra = {}
+        if self.tolerance is not None:
+            extra["adaptive"] = {"rules_tried": tried, "converged": gap <= self.tolerance * difference}
         return make_attribution(
             self.name,
-            {**self.params, "baseline": region.reference_text},
+            params,
             encoded,
             attributions.sum(-1)[0].tolist(),
             score=score,
             reference_score=reference_score,
-            convergence_delta=float(delta.abs()[0]),
-            forward_passes=self.n_steps + 3,
+            convergence_delta=gap,
+            forward_passes=sum(t["n_steps"] + 2 for t in tried) + 2,
             seconds=time.perf_counter() - started,
+            extra=extra,
         )
+
+    def _integrate(self, region: Region, steps: int):
+        """captum's IG over the region, its steps batched by the gradient budget; halved on out-of-memory."""
+        rows = region.rows_per_batch
+        while True:
+            try:
+                return IntegratedGradients(region.forward).attribute(
+                    region.region, baselines=region.reference, n_steps=steps, method=self.method,
+                    internal_batch_size=rows, return_convergence_delta=True,
+                )
+            except Exception as error:  # noqa: BLE001 - only out-of-memory errors are handled, the rest re-raised
+                if not is_out_of_memory(error) or rows == 1:
+                    raise
+            region.adapter.budget.splits.append(
+                f"integrated gradients: {rows} steps per batch ran out of memory; retried with {rows // 2}")
+            rows //= 2
 
 
 class _SingleGradient:
@@ -127,10 +162,15 @@ class GradientSHAP:
         started = time.perf_counter()
         region = region if region is not None else Region.of(adapter, encoded)
         references = torch.cat([region.reference, torch.zeros_like(region.reference)])
-        with seeded(self.params["seed"]):
-            attributions = GradientShap(region.forward).attribute(
-                region.region, baselines=references, n_samples=self.params["n_samples"], stdevs=self.params["stdevs"]
-            )
+        n_samples, per_pass = self.params["n_samples"], region.rows_per_batch
+        with seeded(self.params["seed"]):  # expected gradients are a mean over samples: taken in passes that fit
+            attributions = sum(
+                GradientShap(region.forward).attribute(
+                    region.region, baselines=references, n_samples=min(per_pass, n_samples - done),
+                    stdevs=self.params["stdevs"],
+                ) * min(per_pass, n_samples - done)
+                for done in range(0, n_samples, per_pass)
+            ) / n_samples
         score, reference_score = region.scores_of_input_and_reference()
         return make_attribution(
             self.name,

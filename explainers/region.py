@@ -25,7 +25,6 @@ import torch
 
 from audit.models.prefix import PrefixCache
 
-DEFAULT_BATCH_TOKENS = 4096
 UNITS = ("word", "slot")
 
 
@@ -48,11 +47,10 @@ class Region:
     after: torch.Tensor  # [1, t, d] fixed
     reference: torch.Tensor  # [1, n, d] the reference input x'
     reference_text: str
-    batch_tokens: int = DEFAULT_BATCH_TOKENS
     prefix: PrefixCache | None = None  # keys and values of ``before``, where the model is causal
 
     @classmethod
-    def of(cls, adapter, encoded, batch_tokens: int = DEFAULT_BATCH_TOKENS) -> "Region":
+    def of(cls, adapter, encoded) -> "Region":
         start, end = encoded.region
         input_ids = encoded.input_ids[None].to(adapter.device)
         with torch.no_grad():
@@ -71,7 +69,7 @@ class Region:
             prefix = PrefixCache.of(adapter.model, before.to(next(adapter.model.parameters()).dtype))
         return cls(
             adapter=adapter, encoded=encoded, before=before, region=region, after=embeddings[:, end:],
-            reference=reference, reference_text=reference_text, batch_tokens=batch_tokens, prefix=prefix,
+            reference=reference, reference_text=reference_text, prefix=prefix,
         )
 
     def with_region(self, embeddings: torch.Tensor) -> "Region":
@@ -80,11 +78,22 @@ class Region:
 
     @property
     def rows_per_batch(self) -> int:
-        """How many full prompts fit the token budget of one forward pass."""
-        return max(1, self.batch_tokens // self.encoded.length)
+        """How many rows one forward pass may take (``audit.models.batching``): fewer where autograd is recording,
+        since a backward pass keeps every layer's activations."""
+        new_tokens = self.encoded.length - (self.prefix.length if self.prefix is not None else 0)
+        return self.adapter.budget.rows(new_tokens, context=self.encoded.length)
 
     def forward(self, region_embeddings: torch.Tensor) -> torch.Tensor:
-        """Decision scores [batch] for a batch of case-text embeddings [batch, n, d]."""
+        """Decision scores [batch] for a batch of case-text embeddings [batch, n, d].
+
+        Without autograd a batch that runs out of memory is split and retried; with autograd the caller
+        shrinks its batches (splitting inside one graph would keep both halves' activations anyway).
+        """
+        if torch.is_grad_enabled():
+            return self._scores(region_embeddings)
+        return self.adapter.budget.split_on_out_of_memory(self._scores, region_embeddings, "attribution")
+
+    def _scores(self, region_embeddings: torch.Tensor) -> torch.Tensor:
         rows = region_embeddings.shape[0]
         dtype = next(self.adapter.model.parameters()).dtype
         if self.prefix is not None:

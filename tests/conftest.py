@@ -15,6 +15,7 @@ import pytest
 import torch
 import yaml
 
+from audit.results_cache import RESULTS_CACHE_ENV
 from audit.suites import load_suite
 
 CHATML = (
@@ -72,6 +73,17 @@ def train_wordpiece_tokenizer():
         tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
         mask_token="[MASK]",
     )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def results_cache_of_the_session(tmp_path_factory) -> Path:
+    """Audits run by the tests (in process and as subprocesses) keep their per-case results in a folder of this
+    session, never in the user's cache. Only the results cache moves: the GGUF conversion cache, which the
+    end-to-end tests rely on being warm, stays in ``default_cache_dir()``."""
+    folder = tmp_path_factory.mktemp("results-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(RESULTS_CACHE_ENV, str(folder))
+        yield folder
 
 
 @pytest.fixture(scope="session")

@@ -24,13 +24,13 @@ from typing import Any
 import torch
 
 from audit.errors import ModelSpecError, SuiteError
+from audit.models.batching import BatchBudget, token_budget_batches
 from audit.models.loading import LoadedModel
 from audit.models.prefix import PrefixCache
 from audit.suites.expand import Case
 from audit.suites.schema import Suite
 from explainers.spans import Word, align_words, slot_token_spans
 
-DEFAULT_BATCH_TOKENS = 4096
 MIN_PREFIX_TOKENS = 8  # below this a shared prefix saves less than its own forward pass costs
 
 
@@ -77,6 +77,7 @@ class Adapter:
         self.fingerprint = loaded.fingerprint
         self.suite = suite
         self.device = next(self.model.parameters()).device
+        self.budget = BatchBudget.for_model(self.model)
         self.pad_id = next(
             (t for t in (self.tokenizer.pad_token_id, self.tokenizer.eos_token_id) if t is not None), 0
         )
@@ -161,12 +162,14 @@ class Adapter:
         return self.read_out(logits)[0]
 
     @torch.inference_mode()
-    def decide(self, encoded: list[Encoded], batch_tokens: int = DEFAULT_BATCH_TOKENS, progress=None, recorder=None):
+    def decide(self, encoded: list[Encoded], batch_tokens: int | None = None, progress=None, recorder=None):
         """Scores and answer masses of many cases, batched by a token budget (similar lengths together).
 
         For a causal model the cases of one scenario share their prompt up to the first varying slot; that
-        prefix runs once per scenario (``audit.models.prefix``) and each batch runs only the rest.
-        ``recorder`` (``explainers.hidden.HiddenStateRecorder``) keeps hidden states of the same passes.
+        prefix runs once per scenario (``audit.models.prefix``) and each batch runs only the rest. The budget
+        comes from ``self.budget`` (free memory, capped on a CPU) unless ``batch_tokens`` is given; a batch
+        that runs out of memory is split and retried. ``recorder`` (``explainers.hidden.HiddenStateRecorder``)
+        keeps hidden states of the same passes.
         """
         scores = [0.0] * len(encoded)
         masses = [0.0] * len(encoded)
@@ -174,7 +177,10 @@ class Adapter:
         for members, prefix in self._prefix_groups(encoded, earliest):
             start = prefix.length if prefix is not None else 0
             rests = [encoded[i].input_ids[start:] for i in members]
-            for chunk in token_budget_batches([len(r) for r in rests], batch_tokens):
+            longest = max(len(r) for r in rests)
+            budget = batch_tokens or self.budget.rows(longest, context=start + longest, gradients=False) * longest
+
+            def run(chunk: list[int]) -> torch.Tensor:
                 padded = self._pad([rests[i] for i in chunk])
                 if recorder is None:
                     logits = self.forward_logits(**padded, prefix=prefix)
@@ -183,8 +189,11 @@ class Adapter:
                     pad = [width - len(rests[i]) if self.padding_side == "left" else 0 for i in chunk]
                     with recorder.recording([encoded[members[i]] for i in chunk], [p - start for p in pad]):
                         logits = self.forward_logits(**padded, prefix=prefix)
-                batch_scores, batch_masses = self.read_out(logits)
-                for i, s, m in zip(chunk, batch_scores.tolist(), batch_masses.tolist()):
+                return torch.stack(self.read_out(logits), dim=1)
+
+            for chunk in token_budget_batches([len(r) for r in rests], budget):
+                read = self.budget.split_on_out_of_memory(run, chunk, "scoring")
+                for i, (s, m) in zip(chunk, read.tolist()):
                     scores[members[i]], masses[members[i]] = s, m
                 if progress is not None:
                     progress.advance(len(chunk))
@@ -263,7 +272,7 @@ class DecisionAdapter(Adapter):
                 [torch.ones((rows, prefix.length), dtype=attention_mask.dtype, device=attention_mask.device),
                  attention_mask], dim=1,
             )
-            cache = prefix.for_rows(rows)
+            cache = prefix.cache
         output = self.model(
             input_ids=input_ids,
             inputs_embeds=inputs_embeds,
@@ -342,20 +351,6 @@ class ClassifierAdapter(Adapter):
             "favourable_label": self.labels[self.favourable_index],
             "unfavourable_label": self.labels[self.unfavourable_index],
         }
-
-
-def token_budget_batches(lengths: list[int], batch_tokens: int) -> list[list[int]]:
-    """Indices grouped so that rows x longest row stays within ``batch_tokens`` (shortest first)."""
-    batches: list[list[int]] = []
-    current: list[int] = []
-    for index in sorted(range(len(lengths)), key=lengths.__getitem__):
-        if current and (len(current) + 1) * lengths[index] > batch_tokens:
-            batches.append(current)
-            current = []
-        current.append(index)
-    if current:
-        batches.append(current)
-    return batches
 
 
 def build_verbaliser(tokenizer, suite: Suite) -> Verbaliser:

@@ -5,11 +5,17 @@ tokens 0..t only, so the part of a prompt that precedes the attributed case
 text (chat markup, system prompt) has the same keys and values in every row
 that continues it: every Integrated Gradients step, every perturbation of a
 perturbation method, every erasure of the faithfulness tests. ``PrefixCache``
-runs the prefix once; each later forward pass gets a fresh cache expanded to
-its rows and runs only its own tokens, at positions counted on from the
-prefix. A real bank prompt carries a system prompt of hundreds of tokens, so
-the saving grows with it. Scores agree with the full forward pass to float32
+runs the prefix once; each later forward pass reads it through a read-only
+cache and runs only its own tokens, at positions counted on from the prefix.
+A real bank prompt carries a system prompt of hundreds of tokens, so the
+saving grows with it. Scores agree with the full forward pass to float32
 rounding (``tests/models/test_prefix.py``).
+
+The cache is read-only: a forward pass concatenates the prefix's keys and
+values with its own rows' in one layer at a time and keeps nothing, so the
+prefix is never copied per row into a growing cache (with a 1,000-token
+prefix, a 20-row batch of SmolLM2 would otherwise hold 1.2 GB of copies), and
+one ``PrefixCache`` serves any number of passes of any batch size.
 """
 
 from __future__ import annotations
@@ -17,14 +23,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from transformers import DynamicCache
+from transformers.cache_utils import Cache, DynamicLayer
+
+
+class _ReadOnlyPrefixLayer(DynamicLayer):
+    """One layer's prefix keys and values [1, heads, length, head_dim]: read by every pass, appended to by none."""
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor):
+        super().__init__()
+        self.keys, self.values = keys, values
+        self.device = keys.device
+        self.is_initialized = True
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        rows = key_states.shape[0]
+        return (torch.cat([self.keys.expand(rows, -1, -1, -1), key_states], dim=-2),
+                torch.cat([self.values.expand(rows, -1, -1, -1), value_states], dim=-2))
 
 
 @dataclass(frozen=True)
 class PrefixCache:
-    keys_values: tuple[tuple[torch.Tensor, torch.Tensor], ...]  # per layer: [1, heads, length, head_dim] each
+    cache: Cache  # read-only: one layer per decoder layer
     length: int
-    config: object
 
     @classmethod
     @torch.no_grad()
@@ -38,14 +58,5 @@ class PrefixCache:
             use_cache=True,
             logits_to_keep=1,
         )
-        layers = tuple((layer.keys, layer.values) for layer in output.cache.layers)
-        return cls(keys_values=layers, length=length, config=model.config)
-
-    def for_rows(self, rows: int) -> DynamicCache:
-        """A fresh cache holding the prefix for ``rows`` rows (a forward pass appends to the cache it is given)."""
-        return DynamicCache(
-            ddp_cache_data=[
-                (keys.expand(rows, -1, -1, -1), values.expand(rows, -1, -1, -1)) for keys, values in self.keys_values
-            ],
-            config=self.config,
-        )
+        layers = [_ReadOnlyPrefixLayer(layer.keys, layer.values) for layer in output.cache.layers]
+        return cls(cache=Cache(layers=layers), length=length)

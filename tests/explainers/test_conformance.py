@@ -66,3 +66,22 @@ def test_integrated_gradients_completeness_gap_shrinks_with_steps(adapters, fami
     assert sum(fine.token_scores) == pytest.approx(total, abs=fine.convergence_delta + 1e-6)
     assert fine.convergence_delta <= max(0.02 * abs(total), 1e-4)
     assert fine.convergence_delta <= coarse.convergence_delta + 1e-6
+
+
+def test_adaptive_integrated_gradients_doubles_steps_until_the_gap_is_within_tolerance(adapters):
+    adapter = adapters["causal-lm"]  # the tiny classifier is nearly linear along the path: 2 nodes already suffice
+    encoded = adapter.encode(expand(adapter.suite, limit=1)[0])
+    fixed = explainers.get("ig", n_steps=2).explain(adapter, encoded)
+    total = abs(fixed.score - fixed.reference_score)
+    tolerance = 0.5 * fixed.convergence_delta / total  # the 2-node rule misses it, so more nodes are needed
+    adaptive = explainers.get("ig", n_steps=2, tolerance=tolerance, max_steps=512).explain(adapter, encoded)
+    tried = adaptive.extra["adaptive"]["rules_tried"]
+    assert [t["n_steps"] for t in tried] == [2 * 2**i for i in range(len(tried))] and len(tried) >= 2
+    assert tried[0]["convergence_delta"] == pytest.approx(fixed.convergence_delta, rel=1e-4)
+    assert adaptive.extra["adaptive"]["converged"] and adaptive.convergence_delta <= tolerance * total
+    assert all(t["relative_gap"] > tolerance for t in tried[:-1]), "stops at the first rule within tolerance"
+    assert adaptive.params["n_steps"] == tried[-1]["n_steps"]
+    assert adaptive.forward_passes > fixed.forward_passes
+    # a step budget too small to reach the tolerance: stops at the budget and says it did not converge
+    capped = explainers.get("ig", n_steps=2, tolerance=tolerance, max_steps=3).explain(adapter, encoded)
+    assert capped.params["n_steps"] == 2 and not capped.extra["adaptive"]["converged"]
