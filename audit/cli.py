@@ -17,9 +17,9 @@ from audit.errors import AuditError
 from audit.explaining import DEFAULT_METHODS
 from audit.formats import MODES as FORMAT_MODES
 from audit.internals import PATCHED_PAIRS
-from audit.models.loading import DEVICES, DTYPES
+from audit.models.loading import DEVICE_MAPS, DEVICES, DTYPES
 from audit.models.spec import DEFAULT_MODEL
-from audit.pipeline import DEFAULT_IG_STEPS, DEFAULT_OUT, DEFAULT_SUITE
+from audit.pipeline import DEFAULT_IG_MAX_STEPS, DEFAULT_IG_STEPS, DEFAULT_OUT, DEFAULT_SUITE
 from audit.policy import JURISDICTIONS
 
 
@@ -77,7 +77,15 @@ def main():
 @click.option("--limit", type=int, default=None, help="Audit only the first N scenarios (all variants of each).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for every random step (bootstrap).")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
-@click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True)
+@click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True,
+              help="Weights' dtype; decision scores are always computed in float32 from the logits.")
+@click.option("--device-map", type=click.Choice(DEVICE_MAPS), default=None,
+              help="'auto': spread a model larger than one GPU over the visible GPUs (and CPU) with accelerate.")
+@click.option("--ig-tolerance", type=float, default=None,
+              help="Adaptive IG: double the Gauss-Legendre steps until the completeness gap is at most this fraction "
+              "of F(x) - F(x') (e.g. 0.05), or --ig-max-steps is reached. Default: fixed --ig-steps.")
+@click.option("--ig-max-steps", type=int, default=DEFAULT_IG_MAX_STEPS, show_default=True,
+              help="Step budget of adaptive IG.")
 @click.option("--ig-steps", type=int, default=DEFAULT_IG_STEPS, show_default=True,
               help="Integration steps of Integrated Gradients.")
 @click.option("--methods", default=None,
@@ -98,14 +106,15 @@ def main():
 @click.option("--cache-dir", default=None, type=click.Path(path_type=Path),
               help="Folder of the per-case results cache (default: $OSS_MODEL_AUDIT_RESULTS_CACHE, else "
               "~/.cache/oss-model-audit/results).")
-def run(model, suite, rows, policy, out, limit, seed, device, dtype, ig_steps, methods, patching_pairs, jurisdiction,
-        format_sensitivity, allow_pickle, trust_remote_code, no_cache, cache_dir):
+def run(model, suite, rows, policy, out, limit, seed, device, dtype, device_map, ig_tolerance, ig_max_steps, ig_steps,
+        methods, patching_pairs, jurisdiction, format_sensitivity, allow_pickle, trust_remote_code, no_cache, cache_dir):
     """Audit a model on a suite and write the evidence bundle and PDF report."""
     from audit.pipeline import run as run_audit
 
     result = run_audit(
         model=model, suite=suite, rows=rows, policy=policy, out=out, limit=limit, seed=seed, device=device, dtype=dtype,
-        ig_steps=ig_steps, methods=methods, patching_pairs=patching_pairs, jurisdiction=jurisdiction,
+        device_map=device_map, ig_steps=ig_steps, ig_tolerance=ig_tolerance, ig_max_steps=ig_max_steps,
+        methods=methods, patching_pairs=patching_pairs, jurisdiction=jurisdiction,
         format_sensitivity=format_sensitivity, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
         cache=not no_cache, cache_dir=cache_dir, command_line=["audit", *sys.argv[1:]],
     )

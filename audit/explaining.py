@@ -74,13 +74,13 @@ def select_explained(records: list[dict[str, Any]], max_counterfactuals: int) ->
 
 
 def run_explainers(
-    adapter, encoded: dict, records: list[dict[str, Any]], methods: list[str], *, ig_steps: int, seed: int,
+    adapter, encoded: dict, records: list[dict[str, Any]], methods: list[str], *, ig_options: dict[str, Any], seed: int,
     plan: TrustPlan = TrustPlan(), quiet: bool = False, cache: ResultsCache = NO_CACHE,
 ) -> dict[str, Any]:
     """Attributions of the primary method on the explained cases and of every method on the comparison cases;
     ``cache`` keeps each attribution and trust measurement."""
     primary = primary_method(methods)
-    instances = {n: explainers.get(n, n_steps=ig_steps) if n == "ig" else explainers.get(n) for n in methods}
+    instances = {n: explainers.get(n, **ig_options) if n == "ig" else explainers.get(n) for n in methods}
     explained = select_explained(records, EXPLAINED_COUNTERFACTUALS)
     comparison = [case_id for case_id, reason in explained if reason == "baseline applicant"]
     jobs = [(primary, case_id) for case_id, _ in explained]

@@ -51,6 +51,7 @@ from explainers.hidden import HiddenStateRecorder, answer_and_slot_positions
 DEFAULT_SUITE = "fair-lending"
 DEFAULT_OUT = "audit-out"
 DEFAULT_IG_STEPS = 32
+DEFAULT_IG_MAX_STEPS = 256
 
 
 @dataclass
@@ -73,8 +74,11 @@ def run(
     limit: int | None = None,
     seed: int = 0,
     device: str = "cpu",
+    device_map: str | None = None,
     dtype: str = "float32",
     ig_steps: int = DEFAULT_IG_STEPS,
+    ig_tolerance: float | None = None,
+    ig_max_steps: int = DEFAULT_IG_MAX_STEPS,
     methods: str | None = None,
     patching_pairs: int | None = PATCHED_PAIRS,
     jurisdiction: str | None = None,
@@ -100,6 +104,13 @@ def run(
         raise AuditError(f"--seed: must be a non-negative integer, got {seed}")
     if ig_steps < 2:
         raise AuditError(f"--ig-steps: must be at least 2, got {ig_steps}")
+    if ig_tolerance is not None and not 0 < ig_tolerance < 1:
+        raise AuditError(f"--ig-tolerance: must be a fraction between 0 and 1 (0.05 = 5 %), got {ig_tolerance}")
+    if ig_tolerance is not None and ig_max_steps < ig_steps:
+        raise AuditError(f"--ig-max-steps: must be at least --ig-steps ({ig_steps}), got {ig_max_steps}")
+    ig_options = {"n_steps": ig_steps}
+    if ig_tolerance is not None:
+        ig_options.update(tolerance=ig_tolerance, max_steps=ig_max_steps)
     if patching_pairs is not None and patching_pairs < 1:
         raise AuditError(f"--patching-pairs: must be at least 1 or 'all', got {patching_pairs}")
     check_runtime(device, dtype)
@@ -119,7 +130,8 @@ def run(
     stage = time.monotonic()
     note(f"loading model {spec.text} ({spec.kind})", quiet=quiet)
     loaded = load_model(
-        spec, device=device, dtype=dtype, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
+        spec, device=device, dtype=dtype, device_map=device_map, allow_pickle=allow_pickle,
+        trust_remote_code=trust_remote_code,
         log=lambda message: note(message, quiet=quiet),
     )
     adapter = make_adapter(loaded, the_suite)
@@ -162,8 +174,8 @@ def run(
     timings["internals"] = time.monotonic() - stage
 
     stage = time.monotonic()
-    attributions = run_explainers(adapter, by_id, records, chosen_methods, ig_steps=ig_steps, seed=seed, quiet=quiet,
-                                  cache=results_cache)
+    attributions = run_explainers(adapter, by_id, records, chosen_methods, ig_options=ig_options, seed=seed,
+                                  quiet=quiet, cache=results_cache)
     timings["attribution"] = time.monotonic() - stage
 
     stage = time.monotonic()
@@ -172,7 +184,7 @@ def run(
     adverse_action = None  # a test set without legitimate factors (an imported benchmark) has no reasons to give
     if the_suite.factors:
         adverse_action = adverse_action_reasons(
-            adapter, by_id, records, chosen_methods, list(the_suite.factors), attributions, ig_steps=ig_steps,
+            adapter, by_id, records, chosen_methods, list(the_suite.factors), attributions, ig_options=ig_options,
             seed=seed, stability_floor=floor, quiet=quiet, cache=results_cache,
         )
     timings["reasons"] = time.monotonic() - stage
@@ -193,6 +205,9 @@ def run(
             "limit": limit,
             "jurisdiction": jurisdiction or the_policy.jurisdiction,
             "result_cache": results_cache.summary(),
+            "placement": {"device": device, "device_map": device_map, "dtype": dtype,
+                          "scores": "float32 log-softmax of the model's logits, whatever the weights' dtype",
+                          "out_of_memory_splits": list(loaded.budget.splits)},
             "environment": environment(seed=seed, device=device, dtype=dtype, command_line=command_line),
         },
         model=loaded.fingerprint,

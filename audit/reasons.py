@@ -141,7 +141,7 @@ def judge_case(
     }
 
 
-def _ensemble(methods: list[str], ig_steps: int, seed: int) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+def _ensemble(methods: list[str], ig_options: dict[str, Any], seed: int) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """The runs of the reason ensemble (reason method first) and the methods left out, with why."""
     signed = [n for n in methods if not explainers.REGISTRY[n].descriptive and explainers.REGISTRY[n].signed]
     left_out = [
@@ -159,7 +159,7 @@ def _ensemble(methods: list[str], ig_steps: int, seed: int) -> tuple[list[dict[s
     first = primary_method(signed) if signed else None
     runs = []
     for name in sorted(signed, key=lambda n: n != first):
-        kwargs = {"n_steps": ig_steps} if name == "ig" else {}
+        kwargs = ig_options if name == "ig" else {}
         seeds = (seed, seed + 1) if explainers.REGISTRY[name].stochastic else (None,)
         for run_seed in seeds:
             explainer = explainers.get(name, **kwargs, **({} if run_seed is None else {"seed": run_seed}))
@@ -190,11 +190,11 @@ def _reusable(computed, run: dict[str, Any], case_id: str) -> dict[str, Any] | N
 
 def adverse_action_reasons(
     adapter, encoded: dict, records: list[dict[str, Any]], methods: list[str], factors: list[str],
-    attributions: dict[str, Any], *, ig_steps: int, seed: int, stability_floor: float,
+    attributions: dict[str, Any], *, ig_options: dict[str, Any], seed: int, stability_floor: float,
     quiet: bool = False, cache: ResultsCache = NO_CACHE,
 ) -> dict[str, Any]:
     """Principal reasons of every unfavourable decision, with their stability, flags and cost (see the module)."""
-    runs, left_out = _ensemble(methods, ig_steps, seed)
+    runs, left_out = _ensemble(methods, ig_options, seed)
     declined = [r for r in records if r["decision"] == "unfavourable"]
     computed = _computed(attributions)
     started = time.monotonic()

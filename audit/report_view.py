@@ -47,6 +47,8 @@ ATTRIBUTION_PARAM_LABELS = {
     "n_steps": "Integration steps",
     "method": "Integration rule",
     "baseline": "Reference input (x′)",
+    "tolerance": "Adaptive steps: completeness tolerance",
+    "max_steps": "Adaptive steps: step budget",
 }
 STATUS_WORDS = {"pass": "passed", "fail": "failed", "inconclusive": "inconclusive", "not evaluated": "not evaluated"}
 SMALL_MODEL_PARAMETERS = 1_000_000_000
@@ -851,7 +853,8 @@ def _attribution_limitations(bundle: EvidenceBundle) -> list[str]:
     if threshold is not None and gaps:
         over = sum(g > threshold for g in gaps)
         if over:
-            steps = bundle.attributions["params"].get("n_steps")
+            params = bundle.attributions["params"]
+            steps = params.get("max_steps") or params.get("n_steps")
             items.append(
                 f"For {over} of {len(gaps)} attributed cases the attribution scores miss the score difference they "
                 f"explain by more than {fmt_pct(threshold, 0)} (completeness gap); those attributions are "
@@ -896,6 +899,7 @@ def _reproducibility(bundle: EvidenceBundle) -> dict[str, Any]:
              f"{environment.get('torch_threads') or NA} torch threads"),
             ("Scenario limit", run.get("limit") if run.get("limit") is not None else "none (all scenarios)"),
             *([("Results cache", _cache_use(run["result_cache"]))] if run.get("result_cache") else []),
+            *([("Memory", _placement(run["placement"]))] if run.get("placement") else []),
         ],
         "package_rows": [
             (packages[i], packages[i + half] if i + half < len(packages) else None) for i in range(half)
@@ -910,6 +914,15 @@ def _reproducibility(bundle: EvidenceBundle) -> dict[str, Any]:
         "manifest_file": MANIFEST_FILE,
         "schema_version": bundle.schema_version,
     }
+
+
+def _placement(placement: dict[str, Any]) -> str:
+    """Where the model ran and whether any batch had to be split after running out of memory."""
+    where = placement["device"] + (f", device map {placement['device_map']}" if placement.get("device_map") else "")
+    splits = placement.get("out_of_memory_splits") or []
+    if not splits:
+        return f"{where}; no batch ran out of memory"
+    return f"{where}; {len(splits)} batch(es) ran out of memory and were split and retried (first: {splits[0]})"
 
 
 def _cache_use(cache: dict[str, Any]) -> str:

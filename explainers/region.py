@@ -14,12 +14,17 @@ all words outside slots as one template feature (``unit="slot"``).
 
 For a causal model the fixed text before the case text is run once
 (``audit.models.prefix.PrefixCache``); each forward pass then runs only the
-case text and what follows it.
+case text and what follows it. Passes without gradients go further: the case
+text and the reference are each run once more into caches of their own, and a
+perturbed row (a word removed, a coalition of features kept) runs only from
+the first token where it leaves the one of them it shares the longer start
+with. Feature ablation of the k-th word thus skips the k-1 words before it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import torch
 
@@ -91,7 +96,8 @@ class Region:
         """
         if torch.is_grad_enabled():
             return self._scores(region_embeddings)
-        return self.adapter.budget.split_on_out_of_memory(self._scores, region_embeddings, "attribution")
+        run = self._anchored_scores if self.prefix is not None else self._scores
+        return self.adapter.budget.split_on_out_of_memory(run, region_embeddings, "attribution")
 
     def _scores(self, region_embeddings: torch.Tensor) -> torch.Tensor:
         rows = region_embeddings.shape[0]
@@ -103,6 +109,38 @@ class Region:
             [self.before.expand(rows, -1, -1), region_embeddings, self.after.expand(rows, -1, -1)], dim=1
         )
         return self.adapter.score(inputs_embeds=full.to(dtype))
+
+    @cached_property
+    def _anchors(self) -> list[tuple[torch.Tensor, PrefixCache]]:
+        """The case text [n, d] and the reference [n, d], each with the keys and values of the prompt up to the
+        region's end."""
+        dtype = next(self.adapter.model.parameters()).dtype
+        return [(known[0], self.prefix.extended(self.adapter.model, known.to(dtype)))
+                for known in (self.region, self.reference)]
+
+    def _anchored_scores(self, rows: torch.Tensor) -> torch.Tensor:
+        """Scores without gradients; each row runs only from its first token that differs from the anchor (case
+        text or reference) it shares the longer start with, reading the anchor's keys and values before it."""
+        length, after = rows.shape[1], self.after.shape[1]
+        last_start = length if after else length - 1  # at least one token runs
+        plans: dict[tuple[int, int], list[int]] = {}
+        for row_index, row in enumerate(rows):
+            best = (0, 0)
+            for anchor_index, (known, _) in enumerate(self._anchors):
+                differs = (row != known).any(-1).nonzero()
+                shared = min(int(differs[0]) if len(differs) else length, last_start)
+                best = max(best, (shared, anchor_index))
+            plans.setdefault(best, []).append(row_index)
+        dtype = next(self.adapter.model.parameters()).dtype
+        scores = torch.empty(rows.shape[0], device=rows.device)
+        for (shared, anchor_index), members in plans.items():
+            prefix = self._anchors[anchor_index][1].sliced(self.prefix.length + shared) if shared else self.prefix
+            running = length - shared + after
+            per_pass = self.adapter.budget.rows(running, context=prefix.length + running)
+            for chunk in torch.split(torch.tensor(members, device=rows.device), per_pass):
+                rest = torch.cat([rows[chunk, shared:], self.after.expand(len(chunk), -1, -1)], dim=1)
+                scores[chunk] = self.adapter.score(inputs_embeds=rest.to(dtype), prefix=prefix).to(scores.dtype)
+        return scores
 
     @torch.no_grad()
     def scores_of_input_and_reference(self) -> tuple[float, float]:

@@ -50,6 +50,9 @@ def assert_one_line_error(result, *fragments):
         (["--methods", "attention-rollout"], ["--methods", "descriptive only"]),
         (["--patching-pairs", "some"], ["--patching-pairs", "'some'"]),
         (["--patching-pairs", "0"], ["--patching-pairs", "at least 1"]),
+        (["--ig-tolerance", "5"], ["--ig-tolerance", "between 0 and 1"]),
+        (["--ig-tolerance", "0.05", "--ig-max-steps", "8"], ["--ig-max-steps", "at least --ig-steps (32)"]),
+        (["--device-map", "everywhere"], ["--device-map", "everywhere"]),
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, monkeypatch, args, fragments):

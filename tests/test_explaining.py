@@ -114,3 +114,18 @@ def test_faithfulness_control_reads_the_primary_methods_gain(bundle):
     assert control["value"] == pytest.approx(gain["mean_gain"])
     assert control["ci"] == pytest.approx(gain["ci"])
     assert control["direction"] == "min" and control["status"] in ("pass", "fail", "inconclusive")
+
+
+def test_adaptive_integrated_gradients_in_the_audit_record_every_rule_tried(tmp_path, tiny_llama_dir):
+    bundle = audit.run(model=str(tiny_llama_dir), out=tmp_path / "out", limit=1, ig_steps=2, ig_tolerance=0.01,
+                       ig_max_steps=16, methods="ig", render=False, quiet=True, format_sensitivity="off").bundle
+    cases = bundle.attributions["cases"]
+    assert bundle.attributions["params"]["tolerance"] == 0.01 and bundle.attributions["params"]["max_steps"] == 16
+    for case in cases:
+        tried = case["extra"]["adaptive"]["rules_tried"]
+        assert tried[0]["n_steps"] == 2 and case["params"]["n_steps"] == tried[-1]["n_steps"] <= 16
+        gap = case["convergence_delta"] / abs(case["score"] - case["reference_score"])
+        assert case["extra"]["adaptive"]["converged"] == (gap <= 0.01)
+    assert bundle.run["placement"] == {
+        "device": "cpu", "device_map": None, "dtype": "float32", "out_of_memory_splits": [],
+        "scores": "float32 log-softmax of the model's logits, whatever the weights' dtype"}

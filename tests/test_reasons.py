@@ -118,7 +118,7 @@ def test_a_single_run_leaves_stability_undefined_and_unflagged():
 def test_without_a_signed_method_every_decline_is_flagged_and_nothing_runs():
     found = adverse_action_reasons(
         None, {}, [CASE], ["saliency", "attention-rollout"], FACTORS, {"method": "saliency", "cases": []},
-        ig_steps=4, seed=0, stability_floor=0.5, quiet=True,
+        ig_options={"n_steps": 4}, seed=0, stability_floor=0.5, quiet=True,
     )
     assert found["method"] is None and found["ensemble"] == []
     assert [m["method"] for m in found["left_out"]] == ["saliency", "attention-rollout"]
@@ -239,7 +239,7 @@ def test_a_model_that_declines_nothing_and_an_older_bundle_render_a_plain_senten
     approved = [{**c, "decision": "favourable"} for c in bundle.cases]
     none_declined = adverse_action_reasons(
         None, {}, approved, ["ig", "gradient-shap"], bundle.suite["factors"], bundle.attributions,
-        ig_steps=4, seed=0, stability_floor=0.5, quiet=True,
+        ig_options={"n_steps": 4}, seed=0, stability_floor=0.5, quiet=True,
     )
     assert none_declined["n_unfavourable"] == 0 and none_declined["cases"] == []
     html = render_html(dataclasses.replace(bundle, adverse_action=none_declined))
@@ -290,7 +290,7 @@ def test_the_factor_that_decides_is_the_stable_principal_reason(one_factor_model
     }
     found = adverse_action_reasons(
         adapter, {case.case_id: encoded}, [declined], ["ig", "feature-ablation", "gradient-shap"], factors,
-        {"method": "ig", "cases": []}, ig_steps=16, seed=0, stability_floor=1.0, quiet=True,
+        {"method": "ig", "cases": []}, ig_options={"n_steps": 16}, seed=0, stability_floor=1.0, quiet=True,
     )
     (judged,) = found["cases"]
     assert [r["factor"] for r in judged["reasons"]] == [factor], "only the factor the model considered"

@@ -76,8 +76,8 @@ class Adapter:
         self.tokenizer = loaded.tokenizer
         self.fingerprint = loaded.fingerprint
         self.suite = suite
-        self.device = next(self.model.parameters()).device
-        self.budget = BatchBudget.for_model(self.model)
+        self.device = self.embedding_layer.weight.device  # where inputs enter (a device map may spread the rest)
+        self.budget = loaded.budget or BatchBudget.for_model(self.model)
         self.pad_id = next(
             (t for t in (self.tokenizer.pad_token_id, self.tokenizer.eos_token_id) if t is not None), 0
         )

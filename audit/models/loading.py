@@ -25,6 +25,7 @@ from audit.models.spec import ModelSpec
 
 DTYPES = ("float32", "bfloat16", "float16")
 DEVICES = ("cpu", "cuda")
+DEVICE_MAPS = ("auto",)
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 TOKENIZER_FILES = (
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
@@ -43,6 +44,7 @@ class LoadedModel:
     family: str  # "causal-lm" or "classifier"
     folder: Path
     fingerprint: dict[str, Any]
+    budget: Any = None  # audit.models.batching.BatchBudget: rows per pass, shared by every adapter of this model
 
 
 def default_cache_dir() -> Path:
@@ -72,13 +74,23 @@ def load_model(
     dtype: str = "float32",
     allow_pickle: bool = False,
     trust_remote_code: bool = False,
+    device_map: str | None = None,
     cache_dir: Path | None = None,
     log: Callable[[str], None] = lambda message: None,
 ) -> LoadedModel:
+    """Load ``spec`` for auditing: weights frozen, in eval mode, on ``device`` in ``dtype``.
+
+    ``device_map="auto"`` spreads a model larger than one GPU over every visible GPU (and the CPU) through
+    accelerate instead of moving it to ``device``; inputs then enter at the embedding layer's device.
+    """
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
+    from audit.models.batching import BatchBudget
+
     check_runtime(device, dtype)
+    if device_map is not None and device_map not in DEVICE_MAPS:
+        raise AuditError(f"--device-map: {device_map!r} is not one of {', '.join(DEVICE_MAPS)}")
     source_gguf = None
     if spec.kind in ("gguf", "alias"):
         folder, source_gguf = converted_gguf_folder(spec.path, cache_dir or default_cache_dir(), log=log)
@@ -97,6 +109,7 @@ def load_model(
             use_safetensors=use_safetensors,
             trust_remote_code=trust_remote_code,
             local_files_only=True,
+            **({"device_map": device_map} if device_map else {}),
         )
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code, local_files_only=True)
     except (OSError, ValueError) as exc:
@@ -107,9 +120,11 @@ def load_model(
         )
     model.requires_grad_(False)
     model.eval()
-    model.to(device)
+    if not device_map:
+        model.to(device)
     fingerprint = fingerprint_model(folder, model, tokenizer, family, dtype, spec, source_gguf)
-    return LoadedModel(spec=spec, model=model, tokenizer=tokenizer, family=family, folder=folder, fingerprint=fingerprint)
+    return LoadedModel(spec=spec, model=model, tokenizer=tokenizer, family=family, folder=folder, fingerprint=fingerprint,
+                       budget=BatchBudget.for_model(model))
 
 
 def check_weights(spec: ModelSpec, allow_pickle: bool) -> bool:

@@ -60,3 +60,28 @@ class PrefixCache:
         )
         layers = [_ReadOnlyPrefixLayer(layer.keys, layer.values) for layer in output.cache.layers]
         return cls(cache=Cache(layers=layers), length=length)
+
+    def sliced(self, length: int) -> "PrefixCache":
+        """The first ``length`` positions of this prefix (views, no copy)."""
+        layers = [_ReadOnlyPrefixLayer(layer.keys[:, :, :length], layer.values[:, :, :length])
+                  for layer in self.cache.layers]
+        return PrefixCache(cache=Cache(layers=layers), length=length)
+
+    @torch.no_grad()
+    def extended(self, model, embeddings: torch.Tensor) -> "PrefixCache":
+        """This prefix followed by ``embeddings`` [1, m, d]; runs only the m new tokens."""
+        added = embeddings.shape[1]
+        total = self.length + added
+        writable = Cache(layers=[DynamicLayer() for _ in self.cache.layers])
+        for layer, prefix_layer in zip(writable.layers, self.cache.layers):
+            layer.update(prefix_layer.keys, prefix_layer.values)
+        model(
+            inputs_embeds=embeddings,
+            attention_mask=torch.ones((1, total), dtype=torch.long, device=embeddings.device),
+            position_ids=torch.arange(self.length, total, device=embeddings.device)[None],
+            cache=writable,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        layers = [_ReadOnlyPrefixLayer(layer.keys, layer.values) for layer in writable.layers]
+        return PrefixCache(cache=Cache(layers=layers), length=total)

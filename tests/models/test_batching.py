@@ -56,11 +56,18 @@ def test_scoring_splits_a_batch_that_runs_out_of_memory(adapter):
 def test_perturbation_passes_split_and_integrated_gradients_halve_their_steps_per_batch(adapter):
     encoded = adapter.encode(expand(adapter.suite, limit=1)[0])
     adapter.budget.on_cpu, adapter.budget.free_bytes = False, 2**36  # room for many rows per pass, until injected
+    region = Region.of(adapter, encoded)
+    noisy = region.region + 0.1 * torch.randn((4, *region.region.shape[1:]), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected_scores = region.forward(noisy)
     expected_ablation = explainers.get("feature-ablation").explain(adapter, encoded).token_scores
     expected_ig = explainers.get("ig", n_steps=8).explain(adapter, encoded).token_scores
     with out_of_memory_above(adapter, 1):
+        with torch.no_grad():
+            scores = region.forward(noisy)
         ablation = explainers.get("feature-ablation").explain(adapter, encoded).token_scores
         ig = explainers.get("ig", n_steps=8).explain(adapter, encoded).token_scores
+    assert scores.tolist() == pytest.approx(expected_scores.tolist(), abs=1e-5)
     assert ablation == pytest.approx(expected_ablation, abs=1e-5)
     assert ig == pytest.approx(expected_ig, abs=1e-5)
     assert any(line.startswith("attribution") for line in adapter.budget.splits)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -58,3 +60,27 @@ def test_classifier_regions_run_whole_sequences(tiny_bert_classifier_dir, fair_l
     assert region.prefix is None
     with torch.no_grad():
         assert torch.isfinite(region.forward(region.region)).all()
+
+
+def test_rows_that_share_a_start_with_the_input_or_the_reference_skip_it_and_score_the_same(llama_adapter):
+    """Without gradients a perturbed row runs only from its first token that leaves the input (or the reference)."""
+    encoded = llama_adapter.encode(expand(llama_adapter.suite, limit=1)[3])
+    region = Region.of(llama_adapter, encoded)
+    n = region.region.shape[1]
+    keep = torch.ones((6, n), dtype=torch.bool)
+    keep[1, n // 2:] = False  # the input up to the middle, then the reference
+    keep[2, -1] = False  # differs from the input only at the last token
+    keep[3] = False
+    keep[3, n // 3] = True  # the reference up to a third, one input token, the reference again
+    keep[4, 0] = False  # differs from the first token on: nothing shared
+    keep[5, : n // 4] = False  # the reference for a quarter, then the input
+    rows = torch.where(keep[:, :, None], region.region, region.reference)
+    with torch.no_grad():
+        anchored = region.forward(rows)
+        full = full_forward_scores(region, rows)
+    assert anchored.tolist() == pytest.approx(full.tolist(), abs=1e-4)
+    assert len({round(s, 4) for s in full.tolist()}) >= 4, "rows must differ, or the test proves nothing"
+    with torch.no_grad():  # an empty "after" (the case text ends the prompt) still runs one token
+        bare = dataclasses.replace(region, after=region.after[:, :0])
+        assert bare.forward(region.region).tolist() == pytest.approx(
+            bare.adapter.score(inputs_embeds=torch.cat([bare.before, bare.region], dim=1)).tolist(), abs=1e-4)
