@@ -57,14 +57,29 @@ def train_bpe_tokenizer(extra_lines: tuple[str, ...] = ()):
 
 
 def train_wordpiece_tokenizer():
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    """A BERT WordPiece tokenizer whose vocabulary is built from the bundled suite, the same on every run.
+
+    tokenizers' WordPieceTrainer is not deterministic (its vocabulary and ids differ between runs), which made
+    the tiny BERT a different model in every session. The vocabulary here is the special tokens, every
+    character alone and as a ``##`` continuation, then every word of the corpus, most frequent first (ties in
+    alphabetical order); a word outside the corpus splits into characters.
+    """
+    from collections import Counter
+
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(vocab_size=600, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
-    tokenizer.train_from_iterator(corpus(), trainer)
+    normalizer, pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    counts = Counter(
+        word for line in corpus() for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(line))
+    )
+    characters = sorted({character for word in counts for character in word} | set("0123456789$,.-"))
+    words = sorted((w for w in counts if len(w) > 1), key=lambda w: (-counts[w], w))
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocabulary = specials + characters + [f"##{c}" for c in characters] + words
+    tokenizer = Tokenizer(models.WordPiece({token: i for i, token in enumerate(vocabulary)}, unk_token="[UNK]"))
+    tokenizer.normalizer = normalizer
+    tokenizer.pre_tokenizer = pre_tokenizer
     cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
