@@ -356,13 +356,15 @@ def main() -> None:
     battery_scenarios = 1 if args.quick else 2
     attribution_cases = 1 if args.quick else 2
     results: dict = {"machine": _machine(), "model": MODEL, "suite": SUITE, "n_steps": N_STEPS,
-                     "shapley_samples": SHAPLEY_SAMPLES, "quick": args.quick, "measurements": {}, "ratios": {}}
+                     "shapley_samples": SHAPLEY_SAMPLES, "quick": args.quick, "complete": False,
+               "measurements": {}, "ratios": {}}
     out = results["measurements"]
 
     def run(name: str, prompt: str, count: int) -> dict:
         print(f"  {name} ({prompt} prompt) ...", flush=True)
         found = measure(["--measure", name, "--prompt", prompt, "--count", str(count)])
         out[f"{name}/{prompt}"] = found
+        _write_atomically(args.out, results)  # partial results survive a failure later in the run
         return found
 
     print("warm model load ...", flush=True)
@@ -396,9 +398,17 @@ def main() -> None:
         for prompt in ("short", "long"):
             print(f"  audit run ({prompt} prompt) ...", flush=True)
             out[f"audit/{prompt}"] = audit_run(prompt, 2 if args.quick and prompt == "long" else None)
+            _write_atomically(args.out, results)
+    results["complete"] = True
     _report(results)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    _write_atomically(args.out, results)
     print(f"wrote {args.out}")
+
+
+def _write_atomically(path: Path, results: dict) -> None:
+    partial = path.with_suffix(".tmp")
+    partial.write_text(json.dumps(results, indent=2) + "\n")
+    partial.replace(path)
 
 
 def _machine() -> dict:
