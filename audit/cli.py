@@ -106,8 +106,11 @@ def main():
 @click.option("--cache-dir", default=None, type=click.Path(path_type=Path),
               help="Folder of the per-case results cache (default: $OSS_MODEL_AUDIT_RESULTS_CACHE, else "
               "~/.cache/oss-model-audit/results).")
+@click.option("--junit", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the controls as JUnit XML here (junit.xml is always written into --out).")
 def run(model, suite, rows, policy, out, limit, seed, device, dtype, device_map, ig_tolerance, ig_max_steps, ig_steps,
-        methods, patching_pairs, jurisdiction, format_sensitivity, allow_pickle, trust_remote_code, no_cache, cache_dir):
+        methods, patching_pairs, jurisdiction, format_sensitivity, allow_pickle, trust_remote_code, no_cache, cache_dir,
+        junit):
     """Audit a model on a suite and write the evidence bundle and PDF report."""
     from audit.pipeline import run as run_audit
 
@@ -116,7 +119,7 @@ def run(model, suite, rows, policy, out, limit, seed, device, dtype, device_map,
         device_map=device_map, ig_steps=ig_steps, ig_tolerance=ig_tolerance, ig_max_steps=ig_max_steps,
         methods=methods, patching_pairs=patching_pairs, jurisdiction=jurisdiction,
         format_sensitivity=format_sensitivity, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
-        cache=not no_cache, cache_dir=cache_dir, command_line=["audit", *sys.argv[1:]],
+        cache=not no_cache, cache_dir=cache_dir, junit=junit, command_line=["audit", *sys.argv[1:]],
     )
     click.echo(summary_table(result.bundle.controls, result.bundle.verdict, result.paths.get("report.pdf")))
     return result.exit_code
@@ -127,15 +130,87 @@ def run(model, suite, rows, policy, out, limit, seed, device, dtype, device_map,
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for the re-rendered report (default: the bundle's folder).")
 def report(bundle, out):
-    """Re-render report.html and report.pdf from an evidence bundle, without the model."""
+    """Re-render the report (HTML, PDF) and junit.xml from an evidence bundle, without the model."""
+    from audit.artifacts import render_artifacts
     from audit.evidence import BUNDLE_FILE, read_bundle, write_outputs
-    from audit.report import render_report
 
     evidence = read_bundle(bundle)
     folder = out or (bundle if bundle.is_dir() else bundle.parent)
-    files = {BUNDLE_FILE: evidence.to_json(), **render_report(evidence)}
-    paths = write_outputs(folder, files)
+    paths = write_outputs(folder, {BUNDLE_FILE: evidence.to_json(), **render_artifacts(evidence)})
     click.echo(f"report: {paths['report.pdf']}")
+
+
+@main.command()
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--model", default=None, help="Also check that this model (spec as for `audit run`) is the audited one.")
+@click.option("--pubkey", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="Also check the signature (attestation.intoto.jsonl) with this Ed25519 public key (PEM).")
+@click.option("--allow-pickle", is_flag=True, help="With --model: allow pickle weight files.")
+@click.option("--trust-remote-code", is_flag=True, help="With --model: allow model code shipped with the weights.")
+def verify(folder, model, pubkey, allow_pickle, trust_remote_code):
+    """Check an audit folder: hashes, schema, controls re-derived, artifacts re-rendered, model, signature.
+
+    Exit 0 intact, 1 tampered (every change is named), 2 unreadable.
+    """
+    from audit.verify import verify_folder
+
+    result = verify_folder(folder, model=model, public_key=pubkey, allow_pickle=allow_pickle,
+                           trust_remote_code=trust_remote_code)
+    for line in result.passed:
+        click.echo(f"ok       {line}")
+    for line in result.notes:
+        click.echo(f"note     {line}")
+    for line in result.problems:
+        click.echo(f"CHANGED  {line}")
+    click.echo(f"{folder}: " + ("intact" if result.intact else f"TAMPERED ({len(result.problems)} problems)"))
+    return result.exit_code
+
+
+@main.command()
+@click.argument("base", type=click.Path(path_type=Path))
+@click.argument("candidate", type=click.Path(path_type=Path))
+@click.option("--out", default="audit-diff", show_default=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for diff.json, diff.html and diff.pdf.")
+def diff(base, candidate, out):
+    """Compare a CANDIDATE audit with the last validated BASE audit; exit 1 when a blocking control regressed."""
+    from audit.diff import diff_bundles
+    from audit.evidence import read_bundle, write_outputs
+    from audit.report_diff import render_diff
+
+    found = diff_bundles(read_bundle(base), read_bundle(candidate))
+    paths = write_outputs(out, render_diff(found))
+    for control in found["controls"]:
+        if control["regressed"] or control["significant"]:
+            click.echo(f"{control['id']:<32} {control['base']['status'] if control['base'] else '-':>14} -> "
+                       f"{control['candidate']['status']:<14}" + (" REGRESSED" if control["regressed"] else
+                                                                  " significant change"))
+    click.echo(f"diff: {found['verdict']['status']}; {paths['diff.pdf']}")
+    return found["verdict"]["exit_code"]
+
+
+@main.command()
+@click.option("--out", "prefix", default="audit-signing", show_default=True, type=click.Path(path_type=Path),
+              help="Writes PREFIX.key (private, mode 0600) and PREFIX.pub.")
+def keygen(prefix):
+    """Make an Ed25519 key pair (PEM) for `audit sign`."""
+    from audit.signing import generate_key_pair
+
+    pair = generate_key_pair(prefix)
+    click.echo(f"private key: {pair.private} (keep it secret)\npublic key:  {pair.public}\nkey id:      {pair.key_id}")
+
+
+@main.command()
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--key", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Ed25519 private key (PEM), e.g. from `audit keygen`.")
+@click.option("--signer", required=True, help="Name and role of the person signing, shown on the sign-off page.")
+def sign(folder, key, signer):
+    """Sign an audit folder: an in-toto attestation of every artifact in a DSSE envelope."""
+    from audit.signing import ATTESTATION_FILE, sign_folder
+
+    signoff = sign_folder(folder, key, signer)
+    click.echo(f"signed by {signoff['signer']} on {signoff['signed_at']} with key {signoff['key_id']}\n"
+               f"attestation: {folder / ATTESTATION_FILE}")
 
 
 @main.group()

@@ -29,3 +29,11 @@ class PolicyError(AuditError):
 
 class BundleError(AuditError):
     """An evidence bundle cannot be read or has an unsupported schema."""
+
+
+def did_you_mean(word: str, choices) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices`` (difflib ratio >= 0.6), else an empty string."""
+    from difflib import get_close_matches
+
+    close = get_close_matches(str(word), [str(c) for c in choices], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -25,8 +25,9 @@ from typing import Any
 from audit.errors import AuditError, BundleError
 from audit.hashing import sha256_file
 
-SCHEMA_VERSION = "1.2"  # 1.1 added adverse_action and internals, 1.2 robustness; older bundles read them as None
-SUPPORTED_SCHEMAS = ("1.0", "1.1", "1.2")
+# 1.1 added adverse_action and internals, 1.2 robustness, 1.3 signoff; older bundles read them as None
+SCHEMA_VERSION = "1.3"
+SUPPORTED_SCHEMAS = ("1.0", "1.1", "1.2", "1.3")
 BUNDLE_FILE = "bundle.json"
 MANIFEST_FILE = "manifest.sha256"
 RECORDED_PACKAGES = (
@@ -53,6 +54,7 @@ class EvidenceBundle:
     adverse_action: dict[str, Any] | None = None  # principal reasons of unfavourable decisions (audit.reasons)
     internals: dict[str, Any] | None = None  # logit lens and probes (audit.internals)
     robustness: dict[str, Any] | None = None  # prompt-format sensitivity (audit.formats)
+    signoff: dict[str, Any] | None = None  # who signed the audit, when, with which key (audit.signing)
 
     def to_dict(self) -> dict[str, Any]:
         return _finite(asdict(self))
@@ -128,18 +130,55 @@ def environment(*, seed: int, device: str, dtype: str, command_line: list[str] |
 
 
 def check_output_dir(out_dir: Path) -> None:
-    """Refuse an --out that cannot hold an audit, before any work is done."""
+    """Refuse an --out that cannot hold an audit, before any work is done.
+
+    Writability is probed by creating a file, not read from permission bits: root ignores them, and a
+    read-only file system sets none.
+    """
     if out_dir.exists() and not out_dir.is_dir():
         raise AuditError(f"--out: {out_dir} exists and is not a folder")
     parent = out_dir.resolve().parent
     if not parent.is_dir():
         raise AuditError(f"--out: parent folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise AuditError(f"--out: parent folder {parent} is not writable")
+    _probe_writable(out_dir if out_dir.is_dir() else parent, "--out")
+
+
+def check_output_file(path: Path, flag: str) -> None:
+    """Refuse an output file path that cannot be written, before any work is done."""
+    if path.is_dir():
+        raise AuditError(f"{flag}: {path} is a folder, not a file")
+    parent = path.resolve().parent
+    if not parent.is_dir():
+        raise AuditError(f"{flag}: folder {parent} does not exist")
+    _probe_writable(parent, flag)
+
+
+def _probe_writable(folder: Path, flag: str) -> None:
+    probe = folder / f".oss-model-audit-probe-{os.getpid()}"
+    try:
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise AuditError(f"{flag}: folder {folder} is not writable ({exc.strerror or exc})") from None
 
 
 def manifest_text(folder: Path, names: list[str]) -> str:
     return "".join(f"{sha256_file(folder / name)}  {name}\n" for name in sorted(names))
+
+
+def write_atomically(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Write one file through a temporary sibling and ``os.replace``: readers see the old file or the new one."""
+    partial = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666 if mode is None else mode)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, path)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise AuditError(f"{path}: cannot be written ({exc.strerror or exc})") from None
 
 
 def write_outputs(out_dir: Path, files: dict[str, bytes]) -> dict[str, Path]:
@@ -152,8 +191,8 @@ def write_outputs(out_dir: Path, files: dict[str, bytes]) -> dict[str, Path]:
     check_output_dir(out_dir)
     staging = out_dir.resolve().parent / f".{out_dir.name}.tmp-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
     try:
+        staging.mkdir()
         for name, data in files.items():
             (staging / name).write_bytes(data)
         (staging / MANIFEST_FILE).write_text(manifest_text(staging, list(files)), encoding="utf-8")
@@ -162,6 +201,8 @@ def write_outputs(out_dir: Path, files: dict[str, bytes]) -> dict[str, Path]:
         else:
             for name in [*files, MANIFEST_FILE]:
                 os.replace(staging / name, out_dir / name)
+    except OSError as exc:
+        raise AuditError(f"--out: {out_dir} could not be written ({exc.strerror or exc})") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return {name: out_dir / name for name in [*files, MANIFEST_FILE]}

@@ -13,6 +13,7 @@ resumes and a re-run costs nothing.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -25,16 +26,19 @@ import torch
 from audit import __version__
 from audit.bias_audit import DEFINITIONS as BIAS_AUDIT_DEFINITIONS
 from audit.bias_audit import bias_audit_tables
+from audit.artifacts import render_artifacts
 from audit.discrimination_score import mixed_effects_discrimination
 from audit.errors import AuditError
 from audit.explaining import parse_methods, run_explainers
 from audit.evidence import (
-    BUNDLE_FILE, SCHEMA_VERSION, EvidenceBundle, check_output_dir, environment, utc_now, write_outputs,
+    BUNDLE_FILE, SCHEMA_VERSION, EvidenceBundle, check_output_dir, check_output_file, environment, utc_now,
+    write_atomically, write_outputs,
 )
 from audit.fairness import case_records, counterfactual_statistics
 from audit.formats import MODES as FORMAT_MODES
 from audit.formats import sensitivity
 from audit.internals import PATCHED_PAIRS, internals
+from audit.junit import JUNIT_FILE
 from audit.models import DEFAULT_MODEL, load_model, make_adapter, parse_model_spec
 from audit.models.loading import check_runtime, check_weights
 from audit.policy import DEFAULT_STABILITY_FLOOR, JURISDICTIONS, evaluate, load_policy, verdict
@@ -90,10 +94,12 @@ def run(
     quiet: bool = False,
     cache: bool = True,
     cache_dir: str | Path | None = None,
+    junit: str | Path | None = None,
 ) -> AuditResult:
     """Audit ``model`` on ``suite`` under ``policy`` and write the evidence to ``out``.
 
     ``cache``: reuse and store per-case results in ``cache_dir`` (default: see ``audit.results_cache``).
+    ``junit``: a second copy of ``junit.xml`` (always written into ``out``) where a CI job collects it.
     """
     started_at, started = utc_now(), time.monotonic()
     timings: dict[str, float] = {}
@@ -115,6 +121,8 @@ def run(
         raise AuditError(f"--patching-pairs: must be at least 1 or 'all', got {patching_pairs}")
     check_runtime(device, dtype)
     check_output_dir(out)
+    if junit is not None:
+        check_output_file(Path(junit), "--junit")
     spec = parse_model_spec(model)
     check_weights(spec, allow_pickle)
     the_suite = load_suite(suite) if rows is None else apply_rows(load_suite(suite), rows)
@@ -205,6 +213,8 @@ def run(
             "limit": limit,
             "jurisdiction": jurisdiction or the_policy.jurisdiction,
             "result_cache": results_cache.summary(),
+            "loading": {"allow_pickle": allow_pickle, "trust_remote_code": trust_remote_code,
+                        "hub_offline": os.environ.get("HF_HUB_OFFLINE") == "1"},
             "placement": {"device": device, "device_map": device_map, "dtype": dtype,
                           "scores": "float32 log-softmax of the model's logits, whatever the weights' dtype",
                           "out_of_memory_splits": list(loaded.budget.splits)},
@@ -224,15 +234,13 @@ def run(
         internals=inside,
         robustness=robustness,
     )
-    files = {BUNDLE_FILE: bundle.to_json()}
     if render:
-        from audit.report import render_report
-
-        stage = time.monotonic()
         note("rendering report", quiet=quiet)
-        files.update(render_report(bundle))
-        timings["report"] = time.monotonic() - stage
+    files = {BUNDLE_FILE: bundle.to_json(), **render_artifacts(bundle, report=render)}
     paths = write_outputs(out, files)
+    if junit is not None:
+        write_atomically(Path(junit), files[JUNIT_FILE])
+        paths["junit"] = Path(junit)
     return AuditResult(bundle=bundle, paths=paths)
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from audit.controls import CONTROLS, Measurement
-from audit.errors import PolicyError
+from audit.errors import PolicyError, did_you_mean
 
 DEFAULT_STABILITY_FLOOR = 0.5  # adverse-action-reasons: least share of runs that must agree on the top reason
 OPTIONS = {"answer-reliability": {"mass_floor"}, "adverse-action-reasons": {"stability_floor"}}
@@ -88,10 +88,10 @@ def load_policy(path: str | None = None, suite_id: str | None = None) -> Policy:
 def parse_policy(raw: Any, *, label: str, source: str = "", sha256: str = "") -> Policy:
     if not isinstance(raw, dict):
         raise PolicyError(f"{label}: must be a mapping with id and controls")
-    unknown = sorted(set(raw) - {"id", "title", "description", "controls", "fail_on_inconclusive", "jurisdiction",
-                                  "min_group_cases"})
+    fields = {"id", "title", "description", "controls", "fail_on_inconclusive", "jurisdiction", "min_group_cases"}
+    unknown = sorted(set(raw) - fields)
     if unknown:
-        raise PolicyError(f"{label}: {unknown[0]}: unknown field")
+        raise PolicyError(f"{label}: {unknown[0]}: unknown field{did_you_mean(unknown[0], fields)}")
     if not isinstance(raw.get("id"), str) or not raw["id"].strip():
         raise PolicyError(f"{label}: id: is required and must be a string")
     controls_raw = raw.get("controls")
@@ -101,7 +101,7 @@ def parse_policy(raw: Any, *, label: str, source: str = "", sha256: str = "") ->
     for cid, settings in controls_raw.items():
         where = f"{label}: controls.{cid}"
         if cid not in CONTROLS:
-            raise PolicyError(f"{where}: unknown control (known: {', '.join(CONTROLS)})")
+            raise PolicyError(f"{where}: unknown control{did_you_mean(cid, CONTROLS)} (known: {', '.join(CONTROLS)})")
         if not isinstance(settings, dict):
             raise PolicyError(f"{where}: must be a mapping with a threshold")
         threshold = settings.get("threshold")
@@ -113,7 +113,8 @@ def parse_policy(raw: Any, *, label: str, source: str = "", sha256: str = "") ->
         options = {k: v for k, v in settings.items() if k not in ("threshold", "blocking")}
         unknown_options = sorted(set(options) - OPTIONS.get(cid, set()))
         if unknown_options:
-            raise PolicyError(f"{where}.{unknown_options[0]}: unknown setting")
+            raise PolicyError(f"{where}.{unknown_options[0]}: unknown setting"
+                              f"{did_you_mean(unknown_options[0], OPTIONS.get(cid, set()))}")
         if cid == "answer-reliability":
             floor = options.get("mass_floor", 0.5)
             if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not 0 < floor < 1:

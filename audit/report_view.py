@@ -32,6 +32,7 @@ from audit.report_discrimination import discrimination_context
 from audit.report_formats import formats_context
 from audit.report_internals import internals_context
 from audit.report_trust import trust_context
+from audit.report_signoff import signoff_context
 
 NBSP = "\u00a0"
 NA = "n/a"
@@ -879,6 +880,14 @@ FIXED_LIMITATIONS = (
 )
 
 
+def _loading(loading: dict[str, Any]) -> str:
+    """Whether the two ways a model can run code of its own were allowed, and whether the hub was reachable."""
+    pickle = "ALLOWED by --allow-pickle" if loading["allow_pickle"] else "refused"
+    remote = "ALLOWED by --trust-remote-code" if loading["trust_remote_code"] else "refused"
+    network = "offline (HF_HUB_OFFLINE=1)" if loading["hub_offline"] else "hub reachable"
+    return f"pickle weight files {pickle}; code shipped with the model {remote}; {network}"
+
+
 def _reproducibility(bundle: EvidenceBundle) -> dict[str, Any]:
     """Command, timings, environment, package versions and input hashes."""
     run, environment = bundle.run, bundle.run["environment"]
@@ -900,6 +909,7 @@ def _reproducibility(bundle: EvidenceBundle) -> dict[str, Any]:
             ("Scenario limit", run.get("limit") if run.get("limit") is not None else "none (all scenarios)"),
             *([("Results cache", _cache_use(run["result_cache"]))] if run.get("result_cache") else []),
             *([("Memory", _placement(run["placement"]))] if run.get("placement") else []),
+            *([("Loading safety", _loading(run["loading"]))] if run.get("loading") else []),
         ],
         "package_rows": [
             (packages[i], packages[i + half] if i + half < len(packages) else None) for i in range(half)
@@ -966,4 +976,5 @@ def build_context(bundle: EvidenceBundle) -> dict[str, Any]:
         "formats": formats_context(bundle),
         "limitations": _limitations(bundle),
         "repro": _reproducibility(bundle),
+        "signoff": signoff_context(bundle),
     }

@@ -15,6 +15,7 @@ import pytest
 import torch
 import yaml
 
+import audit
 from audit.results_cache import RESULTS_CACHE_ENV
 from audit.suites import load_suite
 
@@ -112,14 +113,14 @@ def tiny_llama_dir(tmp_path_factory, bpe_tokenizer) -> Path:
     return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), bpe_tokenizer)
 
 
-def save_tiny_llama(folder: Path, bpe_tokenizer) -> Path:
+def save_tiny_llama(folder: Path, bpe_tokenizer, max_position_embeddings: int = 512) -> Path:
     """A 2-layer Llama with random weights (seed 0) and ``bpe_tokenizer``, saved in ``folder``."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
     config = LlamaConfig(
         vocab_size=len(bpe_tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=max_position_embeddings,
         pad_token_id=bpe_tokenizer.pad_token_id, eos_token_id=bpe_tokenizer.eos_token_id,
         bos_token_id=bpe_tokenizer.bos_token_id,
     )
@@ -181,3 +182,21 @@ def adapters(tiny_llama_dir, tiny_bert_classifier_dir, fair_lending_raw):
     raw = dict(fair_lending_raw, answers={"favourable": ["approve"], "unfavourable": ["decline"]})
     bert = make_adapter(load_model(parse_model_spec(str(tiny_bert_classifier_dir))), parse_suite(raw))
     return {"causal-lm": llama, "classifier": bert}
+
+
+@pytest.fixture(scope="session")
+def audited(tmp_path_factory, tiny_llama_dir) -> Path:
+    """A one-scenario audit of the tiny Llama with its PDF report."""
+    out = tmp_path_factory.mktemp("audited") / "out"
+    audit.run(model=str(tiny_llama_dir), out=out, limit=1, ig_steps=2, methods="ig", quiet=True,
+              format_sensitivity="off", patching_pairs=1)
+    return out
+
+
+@pytest.fixture(scope="session")
+def unrendered(tmp_path_factory, tiny_llama_dir) -> Path:
+    """The same audit without HTML/PDF: verification re-renders only junit.xml, so tampering tests stay fast."""
+    out = tmp_path_factory.mktemp("unrendered") / "out"
+    audit.run(model=str(tiny_llama_dir), out=out, limit=1, ig_steps=2, methods="ig", quiet=True, render=False,
+              format_sensitivity="off", patching_pairs=1)
+    return out

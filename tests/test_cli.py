@@ -145,3 +145,10 @@ def test_a_crash_exits_3_not_1_so_it_never_reads_as_a_failed_control(monkeypatch
     result = CliRunner().invoke(main, ["run", "--limit", "1"])
     assert result.exit_code == 3
     assert "audit: internal error: KeyError" in result.output
+
+
+def test_the_tool_sets_the_hub_offline_whatever_the_environment():
+    code = "import audit, huggingface_hub.constants as c; print(c.HF_HUB_OFFLINE)"
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env={"HF_HUB_OFFLINE": "0", "PATH": "/usr/bin:/bin"})
+    assert found.stdout.strip() == "True", found.stderr

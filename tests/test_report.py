@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import audit
 from audit.evidence import read_bundle
-from audit.report import TemplatesOnlyFetcher, check_url, render_html, templates_dir
+from audit.report import TemplatesOnlyFetcher, check_url, render_html, render_pdf, templates_dir
 from tests.conftest import write_yaml
 
-HOSTILE = '<script>alert("x")</script><img src="https://evil.example/p.png">'
+HOSTILE = ('<script>alert("x")</script><img src="https://evil.example/p.png">'
+           '<style>@import url(file:///etc/passwd);</style><a href="file:///etc/shadow">card</a>')
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +35,30 @@ def test_suite_text_is_escaped_in_the_html(hostile_audit):
     html = hostile_audit.paths["report.html"].read_text()
     assert "<script>" not in html and 'src="https://evil.example' not in html
     assert "&lt;script&gt;" in html
+
+
+def test_hostile_text_is_printed_literally_and_nothing_outside_the_templates_is_fetched(hostile_audit, monkeypatch):
+    from io import BytesIO
+    from urllib.parse import unquote, urlparse
+
+    from pypdf import PdfReader
+
+    fetched = []
+    real_fetch = TemplatesOnlyFetcher.fetch
+
+    def recording_fetch(self, url, headers=None):
+        fetched.append(url)
+        return real_fetch(self, url, headers)
+
+    monkeypatch.setattr(TemplatesOnlyFetcher, "fetch", recording_fetch)
+    bundle = read_bundle(hostile_audit.paths["bundle.json"])
+    pdf = render_pdf(render_html(bundle), bundle.run["finished_at"])
+    root = templates_dir().resolve()
+    assert fetched, "the stylesheet is fetched through the fetcher"
+    assert all(urlparse(url).scheme == "file" and Path(unquote(urlparse(url).path)).resolve().is_relative_to(root)
+               for url in fetched), fetched
+    text = "".join("".join(page.extract_text() for page in PdfReader(BytesIO(pdf)).pages).split())
+    assert "".join(HOSTILE.split()) in text
 
 
 def test_report_renders_from_the_bundle_alone_and_deterministically(hostile_audit):
@@ -70,3 +97,8 @@ def test_faithfulness_readings_separate_methods_that_beat_random():
     assert readings[0].startswith("Largest comprehensiveness gain over random: A")
     assert "CI above zero): A." in readings[1]
     assert "random word ordering on these cases: B. Its map" in readings[2]
+
+
+def test_the_report_states_whether_pickle_or_remote_code_was_allowed(hostile_audit):
+    html = hostile_audit.paths["report.html"].read_text()
+    assert "pickle weight files refused; code shipped with the model refused; offline (HF_HUB_OFFLINE=1)" in html

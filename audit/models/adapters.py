@@ -114,6 +114,7 @@ class Adapter:
         prompt, text_start, add_special = self.render(case.text)
         encoding = self.tokenizer(prompt, add_special_tokens=add_special, return_offsets_mapping=True)
         ids = encoding["input_ids"]
+        self._check_context(len(ids), case)
         offsets = encoding["offset_mapping"]
         text_end = text_start + len(case.text)
         inside = [
@@ -134,6 +135,16 @@ class Adapter:
             words=align_words(case.text, token_chars, case.slots),
             slot_tokens=slot_token_spans(token_chars, case.slots),
         )
+
+    def _check_context(self, length: int, case: Case) -> None:
+        """A prompt past the model's position embeddings would be read with positions it never learned."""
+        context = getattr(self.model.config, "max_position_embeddings", None)
+        if context is not None and length > context:
+            raise ModelSpecError(
+                f"--model: {self.loaded.spec.text} has a context of {context} tokens, but the prompt of case "
+                f"{case.case_id} of suite {self.suite.id} has {length}; shorten the suite's prompt or use a model with a "
+                "longer context"
+            )
 
     def _pad(self, rows: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         width = max(len(r) for r in rows)

@@ -98,7 +98,15 @@ def load_model(
         folder = spec.path
     use_safetensors = check_weights(spec, allow_pickle)
 
-    config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    try:
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        if not trust_remote_code and _names_remote_code(folder):
+            raise ModelSpecError(
+                f"--model: {spec.text!r} needs code shipped with the weights (auto_map in config.json), which is "
+                "refused; pass --trust-remote-code only if you trust the source"
+            ) from None
+        raise ModelSpecError(f"--model: {spec.text!r} could not be loaded: {str(exc).splitlines()[0]}") from None
     architectures = list(getattr(config, "architectures", None) or [])
     family = "classifier" if any(a.endswith("ForSequenceClassification") for a in architectures) else "causal-lm"
     auto_class = AutoModelForSequenceClassification if family == "classifier" else AutoModelForCausalLM
@@ -127,6 +135,13 @@ def load_model(
                        budget=BatchBudget.for_model(model))
 
 
+def _names_remote_code(folder: Path) -> bool:
+    try:
+        return "auto_map" in json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+
+
 def check_weights(spec: ModelSpec, allow_pickle: bool) -> bool:
     """True when the model folder has safetensors; refuses pickle-only folders unless allowed.
 
@@ -136,7 +151,10 @@ def check_weights(spec: ModelSpec, allow_pickle: bool) -> bool:
         return True
     folder = spec.path
     files = [p for p in folder.iterdir() if p.is_file()]
-    if any(p.suffix == ".safetensors" for p in files):
+    safetensors = sorted(p for p in files if p.suffix == ".safetensors")
+    if safetensors:
+        for path in safetensors:
+            check_safetensors(path)
         return True
     pickled = sorted(p.name for p in files if p.suffix in PICKLE_SUFFIXES)
     if not pickled:
@@ -147,6 +165,43 @@ def check_weights(spec: ModelSpec, allow_pickle: bool) -> bool:
             "convert them to safetensors or pass --allow-pickle if you trust the source"
         )
     return False
+
+
+def check_safetensors(path: Path) -> None:
+    """Refuse a safetensors file whose header does not parse or whose tensors run past its end.
+
+    Format: 8 bytes little-endian header length N, N bytes of JSON mapping each tensor to its ``data_offsets``
+    [begin, end) in the data that follows. Reading the header alone catches a truncated or overwritten file
+    before transformers fails half-way through loading it.
+    """
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as handle:
+            length = int.from_bytes(handle.read(8), "little")
+            if not 2 <= length <= size - 8:
+                raise ValueError(f"header length {length} does not fit a file of {size} bytes")
+            header = json.loads(handle.read(length))
+        end = max((entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__"), default=0)
+    except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError) as exc:
+        raise ModelSpecError(f"--model: {path.name}: not a readable safetensors file, corrupted ({exc})") from None
+    if 8 + length + end > size:
+        raise ModelSpecError(f"--model: {path.name}: truncated: its tensors end at byte {8 + length + end}, the file "
+                             f"has {size}")
+
+
+def check_gguf(path: Path) -> None:
+    """Refuse a GGUF file whose header does not parse or whose tensor data runs past its end."""
+    from gguf import GGUFReader
+
+    try:
+        reader = GGUFReader(path)
+    except Exception as exc:  # the gguf reader signals a short or malformed file with many exception types
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelSpecError(f"--model: {path.name}: not a readable GGUF file, truncated or corrupted ({detail})") from None
+    end = max((int(t.data_offset) + int(t.n_bytes) for t in reader.tensors), default=0)
+    if end > path.stat().st_size:
+        raise ModelSpecError(f"--model: {path.name}: truncated: its tensors end at byte {end}, the file has "
+                             f"{path.stat().st_size}")
 
 
 def converted_gguf_folder(gguf_path: Path, cache_root: Path, log: Callable[[str], None]) -> tuple[Path, dict]:
@@ -161,6 +216,7 @@ def converted_gguf_folder(gguf_path: Path, cache_root: Path, log: Callable[[str]
     if record_path.is_file() and (folder / CONVERTED_WEIGHTS).is_file():
         return folder, json.loads(record_path.read_text())
 
+    check_gguf(gguf_path)
     log(f"converting {gguf_path.name} to safetensors once (cached in {folder})")
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = folder.with_name(f"{digest}.tmp-{os.getpid()}")

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from audit.errors import SuiteError
+from audit.errors import SuiteError, did_you_mean
 
 SLOT_PATTERN = re.compile(r"\{([^{}]+)\}")
 SUITE_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -135,11 +135,17 @@ def load_suite(name_or_path: str) -> Suite:
     label = path.name
     bundled = name_or_path in bundled_suite_names()
     try:
-        raw = yaml.safe_load(data)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SuiteError(f"{label}: is not UTF-8 text (byte {exc.start} is {data[exc.start]:#04x}); save it as UTF-8") from None
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise SuiteError(f"{label}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if raw is None:
+        raise SuiteError(f"{label}: is empty; a suite needs id, question, answers, attributes and scenarios")
     source = f"bundled:{name_or_path}" if bundled else str(path)
     return parse_suite(raw, label=label, source=source, sha256=hashlib.sha256(data).hexdigest())
 
@@ -323,7 +329,8 @@ class _Validator:
         unknown = sorted(str(k) for k in mapping if k not in allowed)
         if unknown:
             prefix = f"{where}." if where else ""
-            self.fail(f"{prefix}{unknown[0]}", f"unknown field (allowed: {', '.join(sorted(allowed))})")
+            self.fail(f"{prefix}{unknown[0]}", f"unknown field{did_you_mean(unknown[0], allowed)} "
+                                               f"(allowed: {', '.join(sorted(allowed))})")
 
     def require(self, mapping: dict, key: str, prefix: str = ""):
         if key not in mapping or mapping[key] is None:

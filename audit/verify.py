@@ -1,0 +1,205 @@
+"""``audit verify``: is this audit folder the evidence the tool wrote, and does its verdict follow from it?
+
+A validator challenges the developer's evidence without trusting the developer's machine:
+
+1. every file the manifest lists has the sha256 the manifest gives (the manifest is ``sha256sum`` format);
+2. ``bundle.json`` reads as a bundle of a supported schema version;
+3. the controls and the verdict, re-derived from the bundle's evidence under the bundle's own policy, are
+   those the bundle states (an edited verdict with a re-computed manifest is caught here);
+4. every artifact re-rendered from the bundle (JUnit, HTML, PDF) is byte-identical to the file in the folder;
+5. with ``--model``, the model's fingerprint (weights, tokenizer, chat template, config) is the bundle's;
+6. with ``--pubkey``, the DSSE signature verifies and covers every file as it is now (``audit.signing``).
+
+Hash and signature checks prove integrity only against the manifest and the key; checks 3 and 4 catch a
+consistent rewrite that kept the manifest in step but not the evidence. Exit codes: 0 intact, 1 tampered
+(each problem named), 2 unreadable (no manifest, no bundle, a bundle of an unknown schema).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from audit.errors import AuditError, BundleError
+from audit.evidence import BUNDLE_FILE, MANIFEST_FILE, EvidenceBundle, read_bundle
+from audit.hashing import sha256_file
+
+MANIFEST_LINE = re.compile(r"^([0-9a-f]{64})  ([^/\\]+)$")
+REPORT_FILES = ("report.html", "report.pdf")
+VALUE_TOLERANCE = 1e-9  # relative; re-derived control values are the same arithmetic on the same numbers
+
+
+@dataclass
+class Verification:
+    folder: Path
+    passed: list[str] = field(default_factory=list)  # one line per check that held
+    problems: list[str] = field(default_factory=list)  # one line per thing that changed
+    notes: list[str] = field(default_factory=list)  # facts that are not tampering (files outside the manifest)
+    has_report: bool = False
+
+    @property
+    def intact(self) -> bool:
+        return not self.problems
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.intact else 1
+
+
+def read_manifest(folder: Path) -> dict[str, str]:
+    """File name -> sha256 from ``folder/manifest.sha256``; ``BundleError`` when there is none to read."""
+    if not folder.is_dir():
+        raise BundleError(f"{folder}: no audit folder there")
+    path = folder / MANIFEST_FILE
+    if not path.is_file():
+        raise BundleError(f"{path}: missing; not an audit folder written by `audit run`")
+    entries: dict[str, str] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise BundleError(f"{path}: is not UTF-8 text") from None
+    for number, line in enumerate(lines, start=1):
+        match = MANIFEST_LINE.match(line)
+        if not match or match.group(2) in (".", ".."):
+            raise BundleError(f"{path}: line {number}: expected '<sha256>  <file name>', got {line[:80]!r}")
+        entries[match.group(2)] = match.group(1)
+    return entries
+
+
+def verify_folder(
+    folder: str | Path,
+    *,
+    model: str | None = None,
+    public_key: str | Path | None = None,
+    allow_pickle: bool = False,
+    trust_remote_code: bool = False,
+) -> Verification:
+    from audit.signing import check_attestation, load_public_key
+
+    folder = Path(folder)
+    key = load_public_key(Path(public_key)) if public_key is not None else None
+    manifest = read_manifest(folder)
+    result = Verification(folder=folder, has_report=any(name in manifest for name in REPORT_FILES))
+    if BUNDLE_FILE not in manifest:
+        raise BundleError(f"{folder / MANIFEST_FILE}: does not list {BUNDLE_FILE}")
+    digests = _check_hashes(folder, manifest, result)
+    try:
+        bundle = read_bundle(folder)
+    except BundleError as exc:
+        if any(p.startswith(f"{BUNDLE_FILE}:") for p in result.problems):
+            result.problems.append(f"{BUNDLE_FILE}: no longer reads as a bundle ({exc})")
+            return result
+        raise
+    result.passed.append(f"{BUNDLE_FILE}: schema {bundle.schema_version}, every section present")
+    _check_controls(bundle, result)
+    _check_rendering(folder, bundle, digests, result)
+    if model is not None:
+        _check_model(bundle, model, allow_pickle, trust_remote_code, result)
+    if key is not None:
+        problems = check_attestation(folder, key, str(public_key), digests, bundle)
+        result.problems += problems
+        if not problems:
+            result.passed.append(f"signature: verifies with {public_key}; signed by {bundle.signoff['signer']} on "
+                                 f"{bundle.signoff['signed_at']}, covering every file of the manifest")
+    return result
+
+
+def _check_hashes(folder: Path, manifest: dict[str, str], result: Verification) -> dict[str, str]:
+    from audit.signing import ATTESTATION_FILE
+
+    digests = {}
+    for name, expected in manifest.items():
+        path = folder / name
+        if not path.is_file():
+            result.problems.append(f"{name}: listed in the manifest but missing")
+            continue
+        digests[name] = sha256_file(path)
+        if digests[name] != expected:
+            result.problems.append(f"{name}: changed after the audit wrote it (sha256 {digests[name][:12]}, "
+                                   f"manifest {expected[:12]})")
+    if len(digests) == len(manifest) and all(digests[n] == manifest[n] for n in manifest):
+        result.passed.append(f"{MANIFEST_FILE}: all {len(manifest)} files have their recorded sha256")
+    outside = sorted(p.name for p in folder.iterdir()
+                     if p.is_file() and p.name not in manifest and p.name not in (MANIFEST_FILE, ATTESTATION_FILE)
+                     and not p.name.startswith("."))
+    result.notes += [f"{name}: not covered by the manifest (not part of the evidence)" for name in outside]
+    return digests
+
+
+def _check_controls(bundle: EvidenceBundle, result: Verification) -> None:
+    """Re-derive every control and the verdict from the bundle's evidence under the bundle's own policy."""
+    from audit.policy import evaluate, parse_policy, verdict
+
+    recorded = {key: value for key, value in bundle.policy.items() if key not in ("source", "sha256")}
+    try:
+        policy = parse_policy(recorded, label=f"{BUNDLE_FILE}: policy")
+        evidence = {"fairness": bundle.fairness, "attributions": bundle.attributions,
+                    "adverse_action": bundle.adverse_action, "internals": bundle.internals,
+                    "robustness": bundle.robustness}
+        controls = evaluate(policy, evidence, bundle.fairness["params"])
+    except (AuditError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        result.problems.append(f"{BUNDLE_FILE}: its controls cannot be re-derived from its evidence "
+                               f"({type(exc).__name__}: {exc})")
+        return
+    stated = {c["id"]: c for c in bundle.controls}
+    before = len(result.problems)
+    for control in controls:
+        mine = stated.get(control["id"])
+        if mine is None:
+            result.problems.append(f"{BUNDLE_FILE}: control {control['id']} of the policy is missing from controls")
+        elif mine["status"] != control["status"] or not _same_number(mine.get("value"), control.get("value")):
+            result.problems.append(
+                f"{BUNDLE_FILE}: control {control['id']} states {mine['status']} at {mine.get('value')}, its evidence "
+                f"gives {control['status']} at {control.get('value')}")
+    extra = sorted(set(stated) - {c["id"] for c in controls})
+    result.problems += [f"{BUNDLE_FILE}: control {cid} is not in the bundle's policy" for cid in extra]
+    derived = verdict(policy, controls)
+    for key in ("status", "exit_code", "failed_controls"):
+        if bundle.verdict.get(key) != derived[key]:
+            result.problems.append(f"{BUNDLE_FILE}: verdict.{key} is {bundle.verdict.get(key)!r}, the controls give "
+                                   f"{derived[key]!r}")
+    if len(result.problems) == before:
+        result.passed.append(f"controls: all {len(controls)} re-derived from the evidence; verdict "
+                             f"{derived['status']} (exit code {derived['exit_code']})")
+
+
+def _same_number(stated: Any, derived: Any) -> bool:
+    """``stated`` from JSON (NaN was written as null) against ``derived`` from a fresh evaluation."""
+    if isinstance(derived, float) and math.isnan(derived):
+        derived = None
+    if stated is None or derived is None:
+        return stated is None and derived is None
+    return math.isclose(stated, derived, rel_tol=VALUE_TOLERANCE, abs_tol=VALUE_TOLERANCE)
+
+
+def _check_rendering(folder: Path, bundle: EvidenceBundle, digests: dict[str, str], result: Verification) -> None:
+    from audit.artifacts import render_artifacts
+
+    rendered = render_artifacts(bundle, report=result.has_report)
+    compared = []
+    for name, data in rendered.items():
+        if name not in digests:
+            continue
+        compared.append(name)
+        if (folder / name).read_bytes() != data:
+            result.problems.append(f"{name}: differs from the {name} rendered again from {BUNDLE_FILE}")
+    if compared and not any(p.split(":")[0] in compared and "rendered again" in p for p in result.problems):
+        result.passed.append(f"rendering: {', '.join(compared)} identical to a fresh render of {BUNDLE_FILE}")
+
+
+def _check_model(bundle: EvidenceBundle, spec_text: str, allow_pickle: bool, trust_remote_code: bool,
+                 result: Verification) -> None:
+    from audit.models import load_model, parse_model_spec
+
+    loaded = load_model(parse_model_spec(spec_text), allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
+    found, recorded = loaded.fingerprint, bundle.model
+    if found["id"] == recorded["id"]:
+        result.passed.append(f"model: {spec_text} has the audited fingerprint {recorded['id'][:16]}")
+        return
+    changed = [part for part in ("weights", "tokenizer", "chat_template_sha256", "config_sha256", "source_gguf")
+               if found.get(part) != recorded.get(part)]
+    result.problems.append(f"model: {spec_text} is not the audited model (fingerprint {found['id'][:16]}, audited "
+                           f"{recorded['id'][:16]}; differs in {', '.join(changed) or 'its identity'})")

@@ -1,0 +1,139 @@
+"""`audit verify`: an intact folder passes; every kind of tampering is caught and named; unreadable is exit 2."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from audit.artifacts import render_artifacts
+from audit.cli import main
+from audit.evidence import BUNDLE_FILE, MANIFEST_FILE, EvidenceBundle, manifest_text, read_bundle
+from tests.conftest import save_tiny_llama
+
+
+def verify(*args):
+    return CliRunner().invoke(main, ["verify", *map(str, args)], catch_exceptions=False)
+
+
+def copy_of(folder: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(folder, tmp_path / "copy"))
+
+
+def rewrite_consistently(folder: Path, bundle: EvidenceBundle, *, rerender: bool) -> None:
+    """What a careful forger does: new bundle, artifacts rendered from it (or not), manifest recomputed."""
+    files = {BUNDLE_FILE: bundle.to_json()}
+    if rerender:
+        files.update(render_artifacts(bundle, report=(folder / "report.pdf").exists()))
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    names = [line.split("  ", 1)[1] for line in (folder / MANIFEST_FILE).read_text().splitlines()]
+    (folder / MANIFEST_FILE).write_text(manifest_text(folder, names))
+
+
+def test_an_untouched_audit_verifies_including_the_rendered_pdf(audited):
+    result = verify(audited)
+    assert result.exit_code == 0, result.output
+    assert "intact" in result.output.splitlines()[-1]
+    assert "report.pdf" in result.output and "re-derived" in result.output
+
+
+def test_a_changed_pdf_is_named(audited, tmp_path):
+    folder = copy_of(audited, tmp_path)
+    data = bytearray((folder / "report.pdf").read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (folder / "report.pdf").write_bytes(bytes(data))
+    result = verify(folder)
+    assert result.exit_code == 1
+    assert "CHANGED  report.pdf: changed after the audit wrote it" in result.output
+
+
+def test_a_deleted_artifact_is_named(unrendered, tmp_path):
+    folder = copy_of(unrendered, tmp_path)
+    (folder / "junit.xml").unlink()
+    result = verify(folder)
+    assert result.exit_code == 1
+    assert "junit.xml: listed in the manifest but missing" in result.output
+
+
+def test_an_edited_verdict_is_caught_even_with_the_manifest_and_artifacts_rewritten(unrendered, tmp_path):
+    folder = copy_of(unrendered, tmp_path)
+    bundle = read_bundle(folder)
+    flipped = "pass" if bundle.verdict["status"] == "fail" else "fail"
+    bundle.verdict = {**bundle.verdict, "status": flipped, "exit_code": int(flipped == "fail")}
+    rewrite_consistently(folder, bundle, rerender=True)
+    result = verify(folder)
+    assert result.exit_code == 1
+    assert f"verdict.status is '{flipped}', the controls give" in result.output
+
+
+def test_an_edited_control_status_is_caught(unrendered, tmp_path):
+    folder = copy_of(unrendered, tmp_path)
+    bundle = read_bundle(folder)
+    control = next(c for c in bundle.controls if c["status"] != "pass")
+    control["status"] = "pass"
+    rewrite_consistently(folder, bundle, rerender=True)
+    result = verify(folder)
+    assert result.exit_code == 1
+    assert f"control {control['id']} states pass" in result.output
+
+
+def test_an_edited_measurement_is_caught_through_the_control_it_feeds(unrendered, tmp_path):
+    folder = copy_of(unrendered, tmp_path)
+    bundle = read_bundle(folder)
+    group = next(g for a in bundle.fairness["analyses"] for g in a["groups"] if g["mean_shift"] is not None
+                 and not g["is_reference"])
+    group["mean_shift"], group["shift_ci"] = 5.0, [4.9, 5.1]
+    rewrite_consistently(folder, bundle, rerender=True)
+    result = verify(folder)
+    assert result.exit_code == 1
+    assert "control counterfactual-shift states" in result.output and " at 5.0" in result.output
+
+
+def test_a_bundle_edited_without_rendering_again_is_caught_by_the_rendering_check(unrendered, tmp_path):
+    folder = copy_of(unrendered, tmp_path)
+    bundle = read_bundle(folder)
+    bundle.suite = {**bundle.suite, "id": "another-suite"}
+    rewrite_consistently(folder, bundle, rerender=False)
+    result = verify(folder)
+    assert result.exit_code == 1
+    assert "CHANGED  junit.xml: differs from the junit.xml rendered again from bundle.json" in result.output
+
+
+@pytest.mark.parametrize("damage, fragment", [
+    (lambda f: (f / MANIFEST_FILE).unlink(), "manifest.sha256: missing"),
+    (lambda f: (f / MANIFEST_FILE).write_text("not a manifest\n"), "line 1: expected '<sha256> <file name>'"),
+    (lambda f: (f / MANIFEST_FILE).write_text(f"{'0' * 64}  ../escape\n"), "line 1"),
+])
+def test_an_unreadable_folder_exits_2_with_one_line(unrendered, tmp_path, damage, fragment):
+    folder = copy_of(unrendered, tmp_path)
+    damage(folder)
+    result = CliRunner().invoke(main, ["verify", str(folder)])
+    assert result.exit_code == 2
+    assert fragment in result.output
+
+
+def test_a_bundle_of_a_newer_schema_is_unreadable_not_tampered(unrendered, tmp_path):
+    folder = copy_of(unrendered, tmp_path)
+    data = json.loads((folder / BUNDLE_FILE).read_text())
+    data["schema_version"] = "9.0"
+    (folder / BUNDLE_FILE).write_text(json.dumps(data))
+    (folder / MANIFEST_FILE).write_text(manifest_text(folder, [BUNDLE_FILE, "junit.xml"]))
+    result = CliRunner().invoke(main, ["verify", str(folder)])
+    assert result.exit_code == 2
+    assert "schema_version '9.0' is not supported" in result.output
+
+
+def test_the_audited_model_matches_and_another_model_does_not(unrendered, tiny_llama_dir, tmp_path, bpe_tokenizer):
+    assert verify(unrendered, "--model", tiny_llama_dir).exit_code == 0
+    other = save_tiny_llama(tmp_path / "other", bpe_tokenizer)
+    weights = next(other.glob("*.safetensors"))
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0x01
+    weights.write_bytes(bytes(data))
+    result = verify(unrendered, "--model", other)
+    assert result.exit_code == 1
+    assert "is not the audited model" in result.output and "differs in weights" in result.output
