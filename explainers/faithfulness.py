@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import math
 from itertools import combinations
+from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
@@ -284,29 +285,38 @@ def randomised_top_layers(adapter, count: int, seed: int) -> Iterator[None]:
 
     Matrices are drawn from N(0, initializer_range^2) of the model's config,
     biases set to 0 and norm weights to 1, from a seeded generator; the
-    trained weights are restored on exit.
+    trained weights are restored on exit. They wait in temporary safetensors
+    files, one per layer, not in memory: a copy of every layer would add most
+    of the model's size to the audit's peak memory.
     """
-    import torch
+    import tempfile
 
-    layers = adapter.decoder_layers[len(adapter.decoder_layers) - count:]
-    saved = [{k: v.detach().clone() for k, v in layer.state_dict().items()} for layer in layers]
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    first = len(adapter.decoder_layers) - count
+    layers = adapter.decoder_layers[first:]
     std = float(getattr(adapter.model.config, "initializer_range", 0.02))
     generator = torch.Generator().manual_seed(seed)
-    try:
-        with torch.no_grad():
-            for layer in layers:
-                for name, parameter in layer.named_parameters():
-                    if parameter.dim() >= 2:
-                        drawn = torch.randn(parameter.shape, generator=generator) * std
-                        parameter.copy_(drawn.to(parameter.dtype))
-                    elif name.endswith("bias"):
-                        parameter.zero_()
-                    else:
-                        parameter.fill_(1.0)
-        yield
-    finally:
-        for layer, state in zip(layers, saved):
-            layer.load_state_dict(state)
+    with tempfile.TemporaryDirectory(prefix="oss-model-audit-sanity-") as folder:
+        files = [Path(folder) / f"layer-{first + i}.safetensors" for i in range(count)]
+        for layer, file in zip(layers, files):  # one layer at a time: the serialised copy is one layer's size
+            save_file({k: v.detach().cpu().contiguous() for k, v in layer.state_dict().items()}, str(file))
+        try:
+            with torch.no_grad():
+                for layer in layers:
+                    for name, parameter in layer.named_parameters():
+                        if parameter.dim() >= 2:
+                            drawn = torch.randn(parameter.shape, generator=generator) * std
+                            parameter.copy_(drawn.to(parameter.dtype))
+                        elif name.endswith("bias"):
+                            parameter.zero_()
+                        else:
+                            parameter.fill_(1.0)
+            yield
+        finally:
+            for layer, file in zip(layers, files):
+                layer.load_state_dict(load_file(str(file)))
 
 
 def rank_correlation(trained: list[float], randomised: list[float]) -> dict[str, float | None]:
