@@ -113,7 +113,7 @@ def tiny_llama_dir(tmp_path_factory, bpe_tokenizer) -> Path:
     return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), bpe_tokenizer)
 
 
-def save_tiny_llama(folder: Path, bpe_tokenizer, max_position_embeddings: int = 512) -> Path:
+def save_tiny_llama(folder: Path, bpe_tokenizer, max_position_embeddings: int = 2048) -> Path:
     """A 2-layer Llama with random weights (seed 0) and ``bpe_tokenizer``, saved in ``folder``."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
