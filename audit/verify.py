@@ -179,14 +179,10 @@ def _check_rendering(folder: Path, bundle: EvidenceBundle, digests: dict[str, st
     from audit.artifacts import render_artifacts
 
     rendered = render_artifacts(bundle, report=result.has_report)
-    compared = []
-    for name, data in rendered.items():
-        if name not in digests:
-            continue
-        compared.append(name)
-        if (folder / name).read_bytes() != data:
-            result.problems.append(f"{name}: differs from the {name} rendered again from {BUNDLE_FILE}")
-    if compared and not any(p.split(":")[0] in compared and "rendered again" in p for p in result.problems):
+    compared = [name for name in rendered if name in digests]
+    differing = [name for name in compared if (folder / name).read_bytes() != rendered[name]]
+    result.problems += [f"{name}: differs from the {name} rendered again from {BUNDLE_FILE}" for name in differing]
+    if compared and not differing:
         result.passed.append(f"rendering: {', '.join(compared)} identical to a fresh render of {BUNDLE_FILE}")
 
 

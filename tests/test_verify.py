@@ -59,26 +59,28 @@ def test_a_deleted_artifact_is_named(unrendered, tmp_path):
     assert "junit.xml: listed in the manifest but missing" in result.output
 
 
-def test_an_edited_verdict_is_caught_even_with_the_manifest_and_artifacts_rewritten(unrendered, tmp_path):
-    folder = copy_of(unrendered, tmp_path)
-    bundle = read_bundle(folder)
+def flip_verdict(bundle: EvidenceBundle) -> str:
     flipped = "pass" if bundle.verdict["status"] == "fail" else "fail"
     bundle.verdict = {**bundle.verdict, "status": flipped, "exit_code": int(flipped == "fail")}
-    rewrite_consistently(folder, bundle, rerender=True)
-    result = verify(folder)
-    assert result.exit_code == 1
-    assert f"verdict.status is '{flipped}', the controls give" in result.output
+    return f"verdict.status is '{flipped}', the controls give"
 
 
-def test_an_edited_control_status_is_caught(unrendered, tmp_path):
-    folder = copy_of(unrendered, tmp_path)
-    bundle = read_bundle(folder)
+def pass_a_control(bundle: EvidenceBundle) -> str:
     control = next(c for c in bundle.controls if c["status"] != "pass")
     control["status"] = "pass"
+    return f"control {control['id']} states pass"
+
+
+@pytest.mark.parametrize("edit", [flip_verdict, pass_a_control])
+def test_an_edited_verdict_or_control_is_caught_even_with_manifest_and_artifacts_rewritten(unrendered, tmp_path,
+                                                                                           edit):
+    folder = copy_of(unrendered, tmp_path)
+    bundle = read_bundle(folder)
+    expected = edit(bundle)
     rewrite_consistently(folder, bundle, rerender=True)
     result = verify(folder)
     assert result.exit_code == 1
-    assert f"control {control['id']} states pass" in result.output
+    assert expected in result.output
 
 
 def test_an_edited_measurement_is_caught_through_the_control_it_feeds(unrendered, tmp_path):
