@@ -238,7 +238,7 @@ def suites_show(name):
     cases = expand(suite)
     click.echo(f"{suite.id} (v{suite.version}): {suite.title}")
     click.echo(f"sha256 {suite.sha256}")
-    click.echo(f"question: {suite.question}")
+    click.echo(f"question: {suite.question or '(none: for a sequence classifier, which reads the case text alone)'}")
     click.echo(f"answers: favourable {list(suite.answers.favourable)}, unfavourable {list(suite.answers.unfavourable)}")
     click.echo(f"{len(suite.scenarios)} scenarios, {len(cases)} cases")
     for attribute in suite.attributes:

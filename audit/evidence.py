@@ -25,9 +25,10 @@ from typing import Any
 from audit.errors import AuditError, BundleError
 from audit.hashing import sha256_file
 
-# 1.1 added adverse_action and internals, 1.2 robustness, 1.3 signoff; older bundles read them as None
-SCHEMA_VERSION = "1.3"
-SUPPORTED_SCHEMAS = ("1.0", "1.1", "1.2", "1.3")
+# 1.1 added adverse_action and internals, 1.2 robustness, 1.3 signoff; older bundles read them as None.
+# 1.4 adverse_action.protected_floor (older bundles: no floor).
+SCHEMA_VERSION = "1.4"
+SUPPORTED_SCHEMAS = ("1.0", "1.1", "1.2", "1.3", "1.4")
 BUNDLE_FILE = "bundle.json"
 MANIFEST_FILE = "manifest.sha256"
 RECORDED_PACKAGES = (

@@ -23,7 +23,9 @@ by default, every case in full mode) with the loaded model and reports, per
 format, the decisions, the answer mass, the agreement with the reference
 format and, in full mode, every counterfactual statistic; and per case and
 per group the spread over formats. A suite with its own ``prompt_template``
-(an imported benchmark) fixes its prompt, so no variant applies.
+(an imported benchmark) fixes its prompt, so no variant applies. A sequence
+classifier reads the case text alone (no prefill, no system prompt), so for it
+only ``factors-reordered`` changes what the model sees.
 """
 
 from __future__ import annotations
@@ -62,8 +64,11 @@ def reorder_factor_sentences(template: str, attributes: set[str]) -> str:
     return " ".join(reordered)
 
 
-def variants(suite: Suite) -> list[dict[str, Any]]:
-    """The prompt formats to compare, each a name, a description and the suite rewritten to it."""
+def variants(suite: Suite, reads_prompt: bool = True) -> list[dict[str, Any]]:
+    """The prompt formats to compare, each a name, a description and the suite rewritten to it.
+
+    ``reads_prompt`` is false for a sequence classifier: the formats that change only the prefill or the system
+    prompt then leave its input as it was and are not offered."""
     if suite.prompt_template is not None or suite.cases is not None:
         return []
     attributes = {a.name for a in suite.attributes}
@@ -81,7 +86,8 @@ def variants(suite: Suite) -> list[dict[str, Any]]:
     ]
     found, seen = [], []
     for name, description, variant in candidates:
-        key = (variant.answer_prefix, variant.system_prompt, tuple(s.template for s in variant.scenarios))
+        prompt = (variant.answer_prefix, variant.system_prompt) if reads_prompt else ()
+        key = (*prompt, tuple(s.template for s in variant.scenarios))
         if key in seen:
             continue
         seen.append(key)
@@ -99,10 +105,13 @@ def sensitivity(loaded, suite: Suite, *, mode: str, limit: int | None, seed: int
     """
     if mode == "off":
         return None
-    formats = variants(suite)
+    formats = variants(suite, reads_prompt=loaded.family != "classifier")
     if not formats:
         return {"evaluated": False, "why": "the suite fixes its own prompt (an imported benchmark), so there is "
                 "no other format to compare", "mode": mode}
+    if len(formats) == 1:
+        return {"evaluated": False, "why": "the classifier reads the case text alone and no template has factor "
+                "sentences to reorder, so there is no other format to compare", "mode": mode}
     results = []
     for variant in formats:
         cases = [c for c in expand(variant["suite"], limit) if mode == "full" or c.is_baseline]

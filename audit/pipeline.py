@@ -41,7 +41,7 @@ from audit.internals import PATCHED_PAIRS, internals
 from audit.junit import JUNIT_FILE
 from audit.models import DEFAULT_MODEL, load_model, make_adapter, parse_model_spec
 from audit.models.loading import check_runtime, check_weights
-from audit.policy import DEFAULT_STABILITY_FLOOR, JURISDICTIONS, evaluate, load_policy, verdict
+from audit.policy import DEFAULT_PROTECTED_FLOOR, DEFAULT_STABILITY_FLOOR, JURISDICTIONS, evaluate, load_policy, verdict
 from audit.progress import Progress, note
 from audit.reasons import adverse_action_reasons
 from audit.regulations import clauses_for, load_catalog
@@ -188,12 +188,14 @@ def run(
 
     stage = time.monotonic()
     reasons_settings = the_policy.controls.get("adverse-action-reasons")
-    floor = reasons_settings.options["stability_floor"] if reasons_settings else DEFAULT_STABILITY_FLOOR
+    options = reasons_settings.options if reasons_settings else {
+        "stability_floor": DEFAULT_STABILITY_FLOOR, "protected_floor": DEFAULT_PROTECTED_FLOOR}
     adverse_action = None  # a test set without legitimate factors (an imported benchmark) has no reasons to give
     if the_suite.factors:
         adverse_action = adverse_action_reasons(
             adapter, by_id, records, chosen_methods, list(the_suite.factors), attributions, ig_options=ig_options,
-            seed=seed, stability_floor=floor, quiet=quiet, cache=results_cache,
+            seed=seed, stability_floor=options["stability_floor"], protected_floor=options["protected_floor"],
+            quiet=quiet, cache=results_cache,
         )
     timings["reasons"] = time.monotonic() - stage
 

@@ -22,7 +22,8 @@ from audit.controls import CONTROLS, Measurement
 from audit.errors import PolicyError, did_you_mean
 
 DEFAULT_STABILITY_FLOOR = 0.5  # adverse-action-reasons: least share of runs that must agree on the top reason
-OPTIONS = {"answer-reliability": {"mass_floor"}, "adverse-action-reasons": {"stability_floor"}}
+DEFAULT_PROTECTED_FLOOR = 0.05  # adverse-action-reasons: least attribution share of a protected slot among top reasons
+OPTIONS = {"answer-reliability": {"mass_floor"}, "adverse-action-reasons": {"stability_floor", "protected_floor"}}
 STATUS_ORDER = {"pass": 0, "not evaluated": 1, "inconclusive": 2, "fail": 3}
 DEFAULT_POLICY = "default"
 JURISDICTIONS = ("us", "eu", "uk", "nyc")  # where the audited use is deployed: picks the clauses the report shows
@@ -125,6 +126,10 @@ def parse_policy(raw: Any, *, label: str, source: str = "", sha256: str = "") ->
             if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not 0 < floor <= 1:
                 raise PolicyError(f"{where}.stability_floor: must be a number above 0 and at most 1")
             options["stability_floor"] = float(floor)
+            floor = options.get("protected_floor", DEFAULT_PROTECTED_FLOOR)
+            if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not 0 <= floor < 1:
+                raise PolicyError(f"{where}.protected_floor: must be a number from 0 up to (not including) 1")
+            options["protected_floor"] = float(floor)
         controls[cid] = ControlSettings(threshold=float(threshold), blocking=blocking, options=options)
     fail_on_inconclusive = raw.get("fail_on_inconclusive", False)
     if not isinstance(fail_on_inconclusive, bool):

@@ -31,10 +31,16 @@ The rule, for every case with ``record["decision"] == "unfavourable"``:
   Overlap: the mean Jaccard overlap of each other run's reason set with the
   reason method's.
 - A case is flagged when (a) a protected slot ranks within the top
-  ``MAX_REASONS`` of all slots with a negative score ("protected attribute
-  among top reasons"), (b) its stability is below the policy's stability
+  ``MAX_REASONS`` of all slots with a negative score and carries at least the
+  policy's ``protected_floor`` (default 5 %) of the case's absolute slot
+  attribution ("protected attribute among top reasons"), (b) its stability is below the policy's stability
   floor, or (c) no legitimate factor pushed toward the decline, so no reason
-  can be given.
+  can be given. The floor in (a) keeps out a protected slot whose push is
+  immaterial: attributions are measured against a reference that blanks the
+  slot, so the mere presence of an age or a name carries some score even
+  where the counterfactual test finds that its value moves nothing (a
+  classifier whose age counterfactuals shift the decision by 0.004 log-odds
+  gave the age slot 2.5 % of a decline's attribution, ranked third of four).
 - Cost: every declined case pays one attribution per ensemble run (reused
   ones excepted), recorded per case and in total as seconds and forward
   passes. A model that approves every case pays nothing.
@@ -60,10 +66,18 @@ def principal_reasons(slot_scores: dict[str, float], factors: list[str]) -> list
     return sorted(negative, key=lambda item: item[1])[:MAX_REASONS]
 
 
-def protected_among_top(slot_scores: dict[str, float], protected: list[str]) -> list[tuple[str, int]]:
-    """(slot, rank) of the protected slots within the top ``MAX_REASONS`` of all slots with a negative score."""
+def protected_among_top(slot_scores: dict[str, float], protected: list[str],
+                        floor: float = 0.0) -> list[tuple[str, int, float]]:
+    """(slot, rank, share) of the protected slots within the top ``MAX_REASONS`` of all slots with a negative
+    score whose share |score| / sum |slot scores| is at least ``floor``."""
+    total = sum(abs(score) for score in slot_scores.values())
     ranked = sorted((item for item in slot_scores.items() if item[1] < 0), key=lambda item: item[1])
-    return [(slot, rank) for rank, (slot, _) in enumerate(ranked[:MAX_REASONS], 1) if slot in protected]
+    found = []
+    for rank, (slot, score) in enumerate(ranked[:MAX_REASONS], 1):
+        share = abs(score) / total if total else 0.0
+        if slot in protected and share >= floor:
+            found.append((slot, rank, share))
+    return found
 
 
 def stability(top: str | None, other_tops: list[str | None]) -> float | None:
@@ -86,7 +100,8 @@ def slot_text(record: dict[str, Any], slot: str) -> str:
 
 
 def judge_case(
-    record: dict[str, Any], runs: list[dict[str, Any]], factors: list[str], stability_floor: float
+    record: dict[str, Any], runs: list[dict[str, Any]], factors: list[str], stability_floor: float,
+    protected_floor: float = 0.0,
 ) -> dict[str, Any]:
     """Reasons, stability and flags of one declined case; ``runs[0]`` is the reason method's run.
 
@@ -100,9 +115,10 @@ def judge_case(
     top_stability = stability(tops[0], tops[1:]) if runs else None
     mean_overlap = overlap({f for f, _ in reasons}, [{f for f, _ in found} for found in per_run[1:]])
     flags = []
-    protected = protected_among_top(runs[0]["slot_scores"], record["protected_slots"]) if runs else []
+    protected = (protected_among_top(runs[0]["slot_scores"], record["protected_slots"], protected_floor)
+                 if runs else [])
     if protected:
-        named = ", ".join(f"{slot} (rank {rank})" for slot, rank in protected)
+        named = ", ".join(f"{slot} (rank {rank}, {share:.0%} of the attribution)" for slot, rank, share in protected)
         flags.append({"kind": "protected", "detail": f"protected attribute among top reasons: {named}"})
     if top_stability is not None and top_stability < stability_floor:
         agree = sum(t == tops[0] for t in tops[1:])
@@ -191,7 +207,7 @@ def _reusable(computed, run: dict[str, Any], case_id: str) -> dict[str, Any] | N
 def adverse_action_reasons(
     adapter, encoded: dict, records: list[dict[str, Any]], methods: list[str], factors: list[str],
     attributions: dict[str, Any], *, ig_options: dict[str, Any], seed: int, stability_floor: float,
-    quiet: bool = False, cache: ResultsCache = NO_CACHE,
+    protected_floor: float = 0.0, quiet: bool = False, cache: ResultsCache = NO_CACHE,
 ) -> dict[str, Any]:
     """Principal reasons of every unfavourable decision, with their stability, flags and cost (see the module)."""
     runs, left_out = _ensemble(methods, ig_options, seed)
@@ -212,7 +228,7 @@ def adverse_action_reasons(
                 "seconds": attribution["seconds"], "forward_passes": attribution["forward_passes"], "reused": reused,
             })
             progress.advance()
-        cases.append(judge_case(record, results, list(factors), stability_floor))
+        cases.append(judge_case(record, results, list(factors), stability_floor, protected_floor))
     progress.close()
     n_runs = len(declined) * len(runs)
     n_reused = sum(c["n_reused"] for c in cases)
@@ -220,6 +236,7 @@ def adverse_action_reasons(
         "citation": CITATION,
         "max_reasons": MAX_REASONS,
         "stability_floor": stability_floor,
+        "protected_floor": protected_floor,
         "factors": list(factors),
         "method": runs[0]["method"] if runs else None,
         "title": runs[0]["title"] if runs else None,

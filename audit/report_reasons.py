@@ -95,6 +95,7 @@ def reasons_context(bundle: EvidenceBundle) -> dict[str, Any]:
         "max_reasons": reasons["max_reasons"],
         "factors": [_label(f) for f in reasons["factors"]],
         "stability_floor": reasons["stability_floor"],
+        "protected_floor": reasons.get("protected_floor", 0.0),  # bundles before schema 1.4 had no floor
         "ensemble": _ensemble(reasons),
         "n_runs": len(reasons["ensemble"]),
         "left_out": reasons["left_out"],

@@ -574,6 +574,9 @@ def _testset(bundle: EvidenceBundle) -> dict[str, Any]:
             for side, tokens in decision.get("verbaliser", {}).items()
         },
         "system_prompt": decision.get("system_prompt") or suite.get("system_prompt"),
+        "labels": sorted((int(i), name) for i, name in decision.get("labels", {}).items()),
+        "favourable_label": decision.get("favourable_label"),
+        "unfavourable_label": decision.get("unfavourable_label"),
         "attributes": _attribute_rows(bundle),
         "value_sources": _value_sources(bundle),
         "scenarios": _scenario_rows(bundle),

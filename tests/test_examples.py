@@ -12,7 +12,9 @@ from audit.suites import expand, load_suite
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-@pytest.mark.parametrize("path", sorted((EXAMPLES / "suites").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted([*(EXAMPLES / "suites").glob("*.yaml"), *(EXAMPLES / "classifier").glob("*.yaml")]), ids=lambda p: p.name
+)
 def test_example_suite_is_valid(path):
     suite = load_suite(str(path))
     assert expand(suite)

@@ -63,11 +63,25 @@ def test_only_factors_that_pushed_toward_the_decline_are_reasons_most_negative_f
 
 
 def test_a_protected_slot_among_the_top_four_negative_slots_is_named_with_its_rank():
-    scores = {"applicant": -2.0, "income": -3.0, "credit score": 1.0, "age": -0.01}
-    assert protected_among_top(scores, ["applicant", "age"]) == [("applicant", 2), ("age", 3)]
+    scores = {"applicant": -2.0, "income": -3.0, "credit score": 1.0, "age": -0.01}  # |total| = 6.01
+    found = protected_among_top(scores, ["applicant", "age"])
+    assert [(slot, rank) for slot, rank, _ in found] == [("applicant", 2), ("age", 3)]
+    assert found[0][2] == pytest.approx(2.0 / 6.01)
     below = {"income": -5.0, "credit score": -4.0, "loan amount": -3.0, "collateral": -2.0, "applicant": -1.0}
     assert protected_among_top(below, ["applicant"]) == [], "rank 5 is outside the top four"
     assert protected_among_top({"applicant": 3.0, "income": -1.0}, ["applicant"]) == []
+
+
+def test_a_protected_slot_below_the_floor_is_not_a_principal_reason():
+    scores = {"applicant": -2.0, "income": -3.0, "credit score": 1.0, "age": -0.01}
+    assert [slot for slot, _, _ in protected_among_top(scores, ["applicant", "age"], floor=0.05)] == ["applicant"]
+    record = dict(CASE, protected_slots=["applicant", "age"])
+    judged = judge_case(record, [run({"income": -3.0, "age": -0.01})], FACTORS, stability_floor=0.5,
+                        protected_floor=0.05)
+    assert not judged["flagged"], "age carries 0.3 % of the decline's attribution"
+    judged = judge_case(record, [run({"income": -3.0, "age": -0.5})], FACTORS, stability_floor=0.5,
+                        protected_floor=0.05)
+    assert judged["flags"][0]["kind"] == "protected" and "14%" in judged["flags"][0]["detail"]
 
 
 def test_stability_is_the_share_of_other_runs_that_agree_on_the_top_reason_and_overlap_is_jaccard():
@@ -88,7 +102,7 @@ def test_judge_case_gives_reasons_with_their_text_and_flags_a_protected_slot_in_
     ]
     assert judged["stability"] == 1.0 and judged["overlap"] == 0.5
     assert [f["kind"] for f in judged["flags"]] == ["protected"] and judged["flagged"]
-    assert "applicant (rank 3)" in judged["flags"][0]["detail"]
+    assert "applicant (rank 3, 12% of the attribution)" in judged["flags"][0]["detail"]
     assert judged["seconds"] == 1.0 and judged["forward_passes"] == 10 and judged["n_reused"] == 1
     assert [(r["method"], r["top"]) for r in judged["runs"]] == [("ig", "income"), ("gradient-shap", "income")]
 
@@ -164,9 +178,12 @@ def test_stability_floor_must_be_a_share(floor):
 
 def test_stability_floor_defaults_and_unknown_settings_are_refused():
     policy = parse_policy({"id": "p", "controls": {"adverse-action-reasons": {"threshold": 0.0}}}, label="p")
-    assert policy.controls["adverse-action-reasons"].options == {"stability_floor": 0.5}
+    assert policy.controls["adverse-action-reasons"].options == {"stability_floor": 0.5, "protected_floor": 0.05}
     raw = {"id": "p", "controls": {"adverse-action-reasons": {"threshold": 0.0, "stabilty_floor": 0.5}}}
     with pytest.raises(PolicyError, match=r"controls.adverse-action-reasons.stabilty_floor: unknown setting"):
+        parse_policy(raw, label="p.yaml")
+    raw = {"id": "p", "controls": {"adverse-action-reasons": {"threshold": 0.0, "protected_floor": 1.5}}}
+    with pytest.raises(PolicyError, match=r"controls.adverse-action-reasons.protected_floor: must be a number"):
         parse_policy(raw, label="p.yaml")
 
 

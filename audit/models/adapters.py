@@ -241,6 +241,9 @@ class DecisionAdapter(Adapter):
     supports_prefix_cache = True
 
     def __init__(self, loaded: LoadedModel, suite: Suite):
+        if not suite.question and suite.prompt_template is None:
+            raise SuiteError(f"{suite.id}: question: is required to audit a causal LM (only a sequence classifier, "
+                             "which reads the case text alone, does without one)")
         super().__init__(loaded, suite)
         self.verbaliser = build_verbaliser(self.tokenizer, suite)
         self._favourable = torch.tensor(sorted(self.verbaliser.favourable), device=self.device)

@@ -214,7 +214,7 @@ def parse_suite(raw: Any, *, label: str = "suite", source: str = "", sha256: str
     return Suite(
         id=suite_id,
         title=v.string(root, "title"),
-        question=v.string(root, "question"),
+        question=v.string(root, "question", required=False),  # a classifier reads the case text alone
         answers=answers,
         attributes=attributes,
         factors=factors,
