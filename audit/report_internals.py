@@ -12,17 +12,22 @@ from audit.evidence import EvidenceBundle
 LENS_GROUPS_SHOWN = 6
 
 
+READ_OUT_POSITION = {"causal-lm": "answer position", "classifier": "[CLS] position"}  # where the decision is read
+
+
 def internals_context(bundle: EvidenceBundle) -> dict[str, Any] | None:
     inside = bundle.internals
     if not inside:
         return None
     lens = inside["lens"]
     probes = inside["probes"]
+    read_out = READ_OUT_POSITION.get(bundle.decision.get("family"), READ_OUT_POSITION["causal-lm"])
     return {
         "lens": _lens(lens) if lens.get("evaluated") else None,
         "lens_why": None if lens.get("evaluated") else lens.get("why"),
-        "probe_rows": [_probe_row(p) for p in probes],
-        "probe_chart": _probe_chart(probes),
+        "read_out": read_out,
+        "probe_rows": [_probe_row(p, read_out) for p in probes],
+        "probe_chart": _probe_chart(probes, read_out),
         "probe_readings": _probe_readings(probes),
         "probe_definition": inside["probe_definition"],
         "patching": _patching(inside.get("patching")),
@@ -109,9 +114,9 @@ def _best(probe: dict[str, Any]) -> dict[str, Any] | None:
     return probe["layers"][probe["most_selective_depth"]]
 
 
-def _probe_row(probe: dict[str, Any]) -> dict[str, Any]:
+def _probe_row(probe: dict[str, Any], read_out: str) -> dict[str, Any]:
     best = _best(probe)
-    position = "answer position" if probe["position"] == "answer" else f"words of '{probe['attribute']}'"
+    position = read_out if probe["position"] == "answer" else f"words of '{probe['attribute']}'"
     return {
         "target": probe["target"], "position": position, "evaluated": probe.get("evaluated", False),
         "why": probe.get("why"), "n": probe.get("n_cases"), "majority": probe.get("majority"),
@@ -120,9 +125,9 @@ def _probe_row(probe: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _probe_chart(probes: list[dict[str, Any]]):
+def _probe_chart(probes: list[dict[str, Any]], read_out: str):
     panels = [
-        (f"{p['target']} at the answer position", [d["accuracy"] for d in p["layers"]],
+        (f"{p['target']} at the {read_out}", [d["accuracy"] for d in p["layers"]],
          [d["control_accuracy"] for d in p["layers"]], p["majority"])
         for p in probes if p["position"] == "answer" and p.get("evaluated")
     ]

@@ -52,7 +52,7 @@ class AttentionRollout:
             mixed = weight * torch.eye(mixed.shape[-1], device=mixed.device) + (1 - weight) * mixed
             mixed = mixed / mixed.sum(-1, keepdim=True)
             rollout = mixed if rollout is None else mixed @ rollout
-        query = 0 if adapter.family == "classifier" else encoded.length - 1
+        query = adapter.read_out_position(encoded)
         start, end = encoded.region
         score = float(adapter.score(**inputs))
         return make_attribution(

@@ -22,12 +22,12 @@ Positions = Callable[[object], dict[str, list[int]]]  # Encoded -> {name: absolu
 
 
 def answer_and_slot_positions(adapter, slots: set[str] | None = None) -> Positions:
-    """The read-out position (the answer position of a causal LM, [CLS] of a classifier) and the tokens of each
+    """The read-out position (the answer position of a causal LM, [CLS] of an encoder classifier) and the tokens of each
     slot in ``slots`` (every slot when None)."""
 
     def positions(encoded) -> dict[str, list[int]]:
         start = encoded.region[0]
-        found = {"answer": [encoded.length - 1 if adapter.family == "causal-lm" else 0]}
+        found = {"answer": [adapter.read_out_position(encoded)]}
         for slot, tokens in encoded.slot_tokens.items():
             if tokens and (slots is None or slot in slots):
                 found[f"slot:{slot}"] = [start + t for t in tokens]

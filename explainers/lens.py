@@ -7,7 +7,13 @@ through the model's own final norm and output head, as if the network ended
 there:
 
     causal LM:   z_l = W_U norm(h_l),   s_l = logsumexp(z_l[V+]) - logsumexp(z_l[V-])
-    classifier:  z_l = head(pooler(h_l[CLS])),   s_l = z_l[+] - z_l[-]
+    classifier:  z_l = head(h_l[read-out]),   s_l = z_l[+] - z_l[-]
+
+where a classifier's head is whatever its architecture puts after the last
+layer: BERT/ALBERT's pooler then linear layer, DeBERTa's context pooler then
+linear layer, DistilBERT's pre-classifier, ReLU and linear layer, the
+two-layer heads of RoBERTa/ELECTRA/MPNet that read the first token, or a
+decoder classifier's final norm then ``score`` at the last token
 
 (the softmax normaliser cancels in the log-odds, so only the verbaliser's rows
 of W_U are needed). At the last layer s_L is the decision score itself; the
@@ -22,6 +28,9 @@ from typing import Callable
 
 import numpy as np
 import torch
+
+
+FINAL_NORMS = ("norm", "final_layernorm", "ln_f", "decoder.final_layer_norm")
 
 
 class LensUnavailable(Exception):
@@ -43,7 +52,7 @@ def decision_reader(adapter) -> Callable[[np.ndarray], np.ndarray]:
     model = adapter.model
     base = getattr(model, model.base_model_prefix, model)
     if adapter.family == "causal-lm":
-        norm = _module(base, ("norm", "final_layernorm", "ln_f", "decoder.final_layer_norm"))
+        norm = _module(base, FINAL_NORMS)
         head = model.get_output_embeddings()
         if norm is None or head is None:
             raise LensUnavailable(f"no final norm or output head found on {type(model).__name__}")
@@ -61,18 +70,36 @@ def decision_reader(adapter) -> Callable[[np.ndarray], np.ndarray]:
                 return (logits[:, :n].logsumexp(-1) - logits[:, n:].logsumexp(-1)).cpu().numpy()
 
         return read
-    pooler = _module(base, ("pooler",))
-    classifier = _module(model, ("classifier",))
-    if pooler is None or classifier is None:
-        raise LensUnavailable(f"no pooler and classifier head found on {type(model).__name__}")
+    head = classifier_head(adapter)
 
     def read_classifier(states: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             hidden = torch.as_tensor(states, device=adapter.device).to(next(model.parameters()).dtype)
-            logits = classifier(pooler(hidden[:, None, :])).float()
+            logits = head(hidden).float()
             return (logits[:, adapter.favourable_index] - logits[:, adapter.unfavourable_index]).cpu().numpy()
 
     return read_classifier
+
+
+def classifier_head(adapter) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The classifier's head as a map from read-out states [n, d] to label logits [n, labels] (module docstring)."""
+    model = adapter.model
+    base = getattr(model, model.base_model_prefix, model)
+    if adapter.reads_last_token:
+        norm, score = _module(base, FINAL_NORMS), _module(model, ("score",))
+        if norm is None:
+            raise LensUnavailable(f"no final norm found on {type(model).__name__}")
+        return lambda hidden: score(norm(hidden))
+    head = _module(model, ("classifier",))
+    if head is None:
+        raise LensUnavailable(f"no classifier head found on {type(model).__name__}")
+    pre_classifier = _module(model, ("pre_classifier",))
+    pooler = _module(base, ("pooler",)) or _module(model, ("pooler",))
+    if pre_classifier is not None:
+        return lambda hidden: head(torch.relu(pre_classifier(hidden)))
+    if pooler is not None:
+        return lambda hidden: head(pooler(hidden[:, None, :]))
+    return lambda hidden: head(hidden[:, None, :])  # the head reads the first token of a sequence
 
 
 def lens_scores(adapter, answer_states: dict[str, np.ndarray]) -> dict[str, list[float]]:

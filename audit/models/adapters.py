@@ -102,7 +102,7 @@ class Adapter:
     @property
     def decoder_layers(self) -> list[torch.nn.Module]:
         base = getattr(self.model, self.model.base_model_prefix, self.model)
-        for path in ("layers", "encoder.layer", "h", "decoder.layers"):
+        for path in ("layers", "encoder.layer", "transformer.layer", "h", "decoder.layers"):
             module = base
             for part in path.split("."):
                 module = getattr(module, part, None)
@@ -135,6 +135,10 @@ class Adapter:
             words=align_words(case.text, token_chars, case.slots),
             slot_tokens=slot_token_spans(token_chars, case.slots),
         )
+
+    def read_out_position(self, encoded: Encoded) -> int:
+        """The position whose final state the decision is read from."""
+        return encoded.length - 1
 
     def _check_context(self, length: int, case: Case) -> None:
         """A prompt past the model's position embeddings would be read with positions it never learned."""
@@ -320,13 +324,22 @@ class DecisionAdapter(Adapter):
 
 
 class ClassifierAdapter(Adapter):
-    """A sequence classifier whose label names include the suite's answer words."""
+    """A sequence classifier whose label names include the suite's answer words.
+
+    An encoder (BERT, RoBERTa, DeBERTa, DistilBERT, ...) reads its decision from the first token ([CLS], <s>); a
+    decoder with a classification head (``LlamaForSequenceClassification`` and its kin, whose head is ``score``)
+    from the last token that is not padding. Rows are padded on the right, so a decoder's real tokens keep their
+    positions, and the model is told the padding id, which it needs to find each row's last token.
+    """
 
     family = "classifier"
     padding_side = "right"
 
     def __init__(self, loaded: LoadedModel, suite: Suite):
         super().__init__(loaded, suite)
+        self.reads_last_token = getattr(self.model, "score", None) is not None and not hasattr(self.model, "classifier")
+        if self.reads_last_token and self.model.config.pad_token_id is None:
+            self.model.config.pad_token_id = self.pad_id
         labels = {str(name).lower(): int(i) for i, name in self.model.config.id2label.items()}
         self.labels = dict(self.model.config.id2label)
 
@@ -345,6 +358,9 @@ class ClassifierAdapter(Adapter):
     def render(self, text: str) -> tuple[str, int, bool]:
         return text, 0, True
 
+    def read_out_position(self, encoded: Encoded) -> int:
+        return encoded.length - 1 if self.reads_last_token else 0
+
     def forward_logits(self, input_ids=None, inputs_embeds=None, attention_mask=None, prefix=None) -> torch.Tensor:
         if prefix is not None:
             raise ValueError("a bidirectional classifier cannot reuse a prefix cache")
@@ -361,6 +377,7 @@ class ClassifierAdapter(Adapter):
         return {
             "family": self.family,
             "read_out": "logit(favourable label) - logit(unfavourable label)",
+            "read_out_token": "last" if self.reads_last_token else "first ([CLS])",
             "labels": {str(k): v for k, v in self.labels.items()},
             "favourable_label": self.labels[self.favourable_index],
             "unfavourable_label": self.labels[self.unfavourable_index],
