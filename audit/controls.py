@@ -344,7 +344,8 @@ CONTROLS: dict[str, ControlDefinition] = {
             "factors only, that do not change with the method or seed and leave no protected attribute among the "
             "top reasons?",
             "share of unfavourable decisions whose reasons are flagged: a protected slot among the top 4 slots "
-            "pushing toward the decline, a top reason shared by fewer ensemble runs than the stability floor, or no "
+            "pushing toward the decline (scored by its counterfactual shift, with at least the protected floor of the "
+            "decline's scores), a top reason shared by fewer ensemble runs than the stability floor, or no "
             "legitimate factor pushing toward the decline. Each decline is a notice owed to one applicant, so the "
             "share is a census of this audit's declines, judged exactly (interval = the share) against a "
             "zero-tolerance threshold: one flagged decline fails, none passes, none declined is not evaluated; the "

@@ -264,12 +264,15 @@ def _group_statistics(
     rates = np.stack([rates_by_scenario[g] for g in names])  # [groups, scenarios]
     row = names.index(group)
 
-    def impact(idx):
+    def impact(idx, none_approved=1.0):
+        """The impact ratio over scenarios ``idx``; ``none_approved`` where no group is approved at all: 1 inside
+        the bootstrap (a resample of only declined scenarios shows no group behind another), NaN for the
+        estimate itself (a model that approves nobody has no approval rates to compare)."""
         means = np.nanmean(rates[:, idx], axis=-1)  # [groups, ...]
         best = means.max(axis=0)
-        return np.where(best > 0, means[row] / np.where(best > 0, best, 1.0), np.nan)
+        return np.where(best > 0, means[row] / np.where(best > 0, best, 1.0), none_approved)
 
-    ratio = float(impact(np.arange(len(scenarios))))
+    ratio = float(impact(np.arange(len(scenarios)), none_approved=np.nan))
     return {
         "group": group,
         "is_reference": is_reference,

@@ -33,14 +33,19 @@ The rule, for every case with ``record["decision"] == "unfavourable"``:
 - A case is flagged when (a) a protected slot ranks within the top
   ``MAX_REASONS`` of all slots with a negative score and carries at least the
   policy's ``protected_floor`` (default 5 %) of the case's absolute slot
-  attribution ("protected attribute among top reasons"), (b) its stability is below the policy's stability
+  scores ("protected attribute among top reasons"), (b) its stability is below the policy's stability
   floor, or (c) no legitimate factor pushed toward the decline, so no reason
-  can be given. The floor in (a) keeps out a protected slot whose push is
-  immaterial: attributions are measured against a reference that blanks the
-  slot, so the mere presence of an age or a name carries some score even
-  where the counterfactual test finds that its value moves nothing (a
-  classifier whose age counterfactuals shift the decision by 0.004 log-odds
-  gave the age slot 2.5 % of a decline's attribution, ranked third of four).
+  can be given. In (a) a protected slot is scored by what its *value* does,
+  not by its attribution: attributions are measured against a reference that
+  blanks the slot, so the mere presence of a name or an age carries some
+  score whatever it says (on the example MiniLM classifier a name whose swap
+  moved the decision by 0.0003 log-odds got 5 % of a decline's IG
+  attribution, ranked second). A protected slot's score is therefore the
+  case's counterfactual shift, its decision score minus its scenario's
+  baseline applicant's, for the attribute the case varies, and 0 at the
+  baseline's value (the audit's reference); a record without a shift keeps
+  the attribution. Both are log-odds, so they rank together. The floor keeps
+  out pushes too small to be a principal reason.
 - Cost: every declined case pays one attribution per ensemble run (reused
   ones excepted), recorded per case and in total as seconds and forward
   passes. A model that approves every case pays nothing.
@@ -64,6 +69,17 @@ def principal_reasons(slot_scores: dict[str, float], factors: list[str]) -> list
     """(factor, score) of the factors with a negative slot score, most negative first, at most ``MAX_REASONS``."""
     negative = [(f, slot_scores[f]) for f in factors if f in slot_scores and slot_scores[f] < 0]
     return sorted(negative, key=lambda item: item[1])[:MAX_REASONS]
+
+
+def protected_push(record: dict[str, Any], slot_scores: dict[str, float]) -> dict[str, float]:
+    """The slot scores with each protected slot scored by its value's counterfactual shift (module docstring)."""
+    if record.get("shift") is None:
+        return dict(slot_scores)
+    pushed = {slot: score for slot, score in slot_scores.items() if slot not in record["protected_slots"]}
+    for slot in record["protected_slots"]:
+        if slot in slot_scores:
+            pushed[slot] = record["shift"] if slot == record["attribute"] else 0.0
+    return pushed
 
 
 def protected_among_top(slot_scores: dict[str, float], protected: list[str],
@@ -115,10 +131,11 @@ def judge_case(
     top_stability = stability(tops[0], tops[1:]) if runs else None
     mean_overlap = overlap({f for f, _ in reasons}, [{f for f, _ in found} for found in per_run[1:]])
     flags = []
-    protected = (protected_among_top(runs[0]["slot_scores"], record["protected_slots"], protected_floor)
-                 if runs else [])
+    protected = (protected_among_top(protected_push(record, runs[0]["slot_scores"]), record["protected_slots"],
+                                     protected_floor) if runs else [])
     if protected:
-        named = ", ".join(f"{slot} (rank {rank}, {share:.0%} of the attribution)" for slot, rank, share in protected)
+        scale = "counterfactual shift" if record.get("shift") is not None else "attribution"
+        named = ", ".join(f"{slot} (rank {rank}, {share:.0%} by its {scale})" for slot, rank, share in protected)
         flags.append({"kind": "protected", "detail": f"protected attribute among top reasons: {named}"})
     if top_stability is not None and top_stability < stability_floor:
         agree = sum(t == tops[0] for t in tops[1:])

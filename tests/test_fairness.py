@@ -87,6 +87,18 @@ def test_flip_rate_and_impact_ratio_follow_the_decisions(suite):
     assert low > 0.7 and high == pytest.approx(1.0)
 
 
+def test_equal_approval_has_an_impact_interval_even_where_a_resample_approves_nobody(suite):
+    """Three in four scenarios are declined for everyone: a bootstrap resample of only those shows no group behind
+    another, so the interval is [1, 1] and the control can pass, rather than no interval at all."""
+    approved = {s.id for s in suite.scenarios[::4]}
+    records = scored_records(suite, lambda c: 0.0, noise=0.0, base=0.0)
+    for r in records:
+        r["score"] = 1.0 if r["pair_id"] in approved else -1.0
+    stats = counterfactual_statistics(suite, records, seed=0, n_resamples=2000)
+    black = group(stats, "race", "black")
+    assert black["impact_ratio"] == 1.0 and black["impact_ci"] == pytest.approx((1.0, 1.0))
+
+
 def test_answer_mass_floor_and_seeded_determinism(suite):
     records = scored_records(suite, lambda c: 0.1, limit=3)
     for r in records[:5]:

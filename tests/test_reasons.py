@@ -81,7 +81,23 @@ def test_a_protected_slot_below_the_floor_is_not_a_principal_reason():
     assert not judged["flagged"], "age carries 0.3 % of the decline's attribution"
     judged = judge_case(record, [run({"income": -3.0, "age": -0.5})], FACTORS, stability_floor=0.5,
                         protected_floor=0.05)
-    assert judged["flags"][0]["kind"] == "protected" and "14%" in judged["flags"][0]["detail"]
+    assert judged["flags"][0]["kind"] == "protected" and "14% by its attribution" in judged["flags"][0]["detail"]
+
+
+def test_a_protected_slot_is_judged_by_what_its_value_does_not_by_its_presence():
+    """Attribution against a blanked slot credits a name for being there; the counterfactual shift says whether
+    this name, rather than the baseline's, pushed the decision."""
+    runs = [run({"income": -1.0, "credit score": -0.6, "applicant": -0.5})]
+    swapped = dict(CASE, case_id="s/applicant=x", attribute="applicant", value="x")
+    assert not judge_case(dict(swapped, shift=0.0003), runs, FACTORS, 0.5, protected_floor=0.05)["flagged"]
+    pushed = judge_case(dict(swapped, shift=-0.9), runs, FACTORS, 0.5, protected_floor=0.05)
+    assert pushed["flags"][0]["detail"].endswith("applicant (rank 2, 36% by its counterfactual shift)")
+    baseline = dict(CASE, shift=0.0)  # the reference applicant's own name pushes nothing by construction
+    assert not judge_case(baseline, runs, FACTORS, 0.5, protected_floor=0.05)["flagged"]
+    age_case = dict(CASE, case_id="s/age=81", attribute="age", shift=-0.9, protected_slots=["applicant", "age"])
+    judged = judge_case(age_case, [run({"income": -1.0, "applicant": -0.5, "age": 0.1})], FACTORS, 0.5, 0.05)
+    assert [f["detail"] for f in judged["flags"]] == [
+        "protected attribute among top reasons: age (rank 2, 47% by its counterfactual shift)"]
 
 
 def test_stability_is_the_share_of_other_runs_that_agree_on_the_top_reason_and_overlap_is_jaccard():
@@ -102,7 +118,7 @@ def test_judge_case_gives_reasons_with_their_text_and_flags_a_protected_slot_in_
     ]
     assert judged["stability"] == 1.0 and judged["overlap"] == 0.5
     assert [f["kind"] for f in judged["flags"]] == ["protected"] and judged["flagged"]
-    assert "applicant (rank 3, 12% of the attribution)" in judged["flags"][0]["detail"]
+    assert "applicant (rank 3, 12% by its attribution)" in judged["flags"][0]["detail"]
     assert judged["seconds"] == 1.0 and judged["forward_passes"] == 10 and judged["n_reused"] == 1
     assert [(r["method"], r["top"]) for r in judged["runs"]] == [("ig", "income"), ("gradient-shap", "income")]
 

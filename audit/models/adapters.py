@@ -349,7 +349,8 @@ class ClassifierAdapter(Adapter):
                     return labels[word.lower()]
             raise SuiteError(
                 f"{suite.id}: answers.{field_name}: none of {list(words)} is a label of the model "
-                f"(labels: {', '.join(map(str, self.labels.values()))})"
+                f"(labels: {', '.join(map(str, self.labels.values()))}); a classifier needs a suite whose answers name "
+                "its labels, e.g. examples/classifier/loan-officer-notes.yaml"
             )
 
         self.favourable_index = index(suite.answers.favourable, "favourable")
