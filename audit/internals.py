@@ -60,6 +60,13 @@ def _settling_depth(curve: np.ndarray) -> int | None:
     return depth
 
 
+LENS_READING = {
+    "causal-lm": "the model's final norm and output head at the answer position",
+    "classifier": "the model's own classification head (pooler or final norm, then the label layer) at its read-out "
+                  "token ([CLS] for an encoder)",
+}
+
+
 def lens_summary(adapter, states: dict[str, dict[str, np.ndarray]], records: list[dict[str, Any]], suite, *,
                  seed: int) -> dict[str, Any]:
     try:
@@ -88,8 +95,8 @@ def lens_summary(adapter, states: dict[str, dict[str, np.ndarray]], records: lis
                 })
     return {
         "evaluated": True,
-        "definition": "decision log-odds read through the model's final norm and output head at the answer "
-        "position after the embeddings (depth 0) and after every layer (nostalgebraist 2020); group curves are the "
+        "definition": f"decision log-odds read through {LENS_READING[adapter.family]} after the embeddings (depth "
+        "0) and after every layer (nostalgebraist 2020); group curves are the "
         "per-depth shift of a group's cases against their scenario's baseline case, averaged per scenario and then "
         "over scenarios, bootstrap 95 % CI over scenarios",
         "depths": base_curves.shape[1],
