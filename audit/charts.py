@@ -312,8 +312,10 @@ def generation_heatmap(matrix: list[list[float | None]], rows: list[str], column
     Colours saturate at ±``limit``; a vertical line separates the prompt's columns from the answer's.
     """
     values = np.ma.masked_invalid(np.array([[np.nan if v is None else v for v in row] for row in matrix], float))
-    height = 1.35 + 0.115 * len(rows)
-    with matplotlib.rc_context({**STYLE, "xtick.labelsize": 5.5, "ytick.labelsize": 5.5}):
+    few_rows = len(rows) <= 24
+    height = 1.35 + (0.14 if few_rows else 0.115) * len(rows)
+    sizes = {"xtick.labelsize": 7 if len(columns) <= 24 else 5.5, "ytick.labelsize": 7 if few_rows else 5.5}
+    with matplotlib.rc_context({**STYLE, **sizes}):
         fig = _new_figure(height)
         ax = fig.add_subplot()
         ax.set_facecolor("#c3ccd5")  # masked cells are not drawn: the background shows through

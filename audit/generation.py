@@ -35,7 +35,7 @@ from explainers.region import filler_token
 
 DEFAULT_OUT = "explain-out"
 DEFAULT_MAX_NEW_TOKENS = 48
-DEFAULT_IG_STEPS = 16
+DEFAULT_IG_STEPS = 32  # SmolLM2, a 32-token answer: median relative completeness gap 21 % at 8 steps, 20 % at 16, 6 % at 32
 HELD_FIXED = ("The chat markup and the system prompt are held fixed at their own embeddings: they are the same for "
               "every question put to this model, so only the text the user wrote and the answer's own tokens are "
               "attributed, as in the audit's attributions.")
@@ -274,7 +274,7 @@ def attribute(loaded, rendered: RenderedPrompt, generated: list[int], method_nam
         filler_id, _ = filler_token(tokenizer)
         reference = None if filler_id is None else embedding(torch.tensor(filler_id, device=sequence.device)).detach()
         reference_text = ("the zero embedding" if filler_id is None else
-                          f"token {filler_id} ({tokenizer.convert_ids_to_tokens(filler_id)!r})")
+                          f"token {filler_id} ({tokenizer.decode([filler_id])!r})")
         rows = loaded.budget.rows(len(sequence) - rendered.region[0], context=len(sequence), gradients=True)
         found = method.integrated_gradients(
             model, embeddings, targets, sources, reference, n_steps=ig_steps, rows_per_pass=rows,

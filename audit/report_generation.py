@@ -24,7 +24,7 @@ from markupsafe import Markup
 
 from audit import charts
 from audit.errors import BundleError
-from audit.report_view import NA, shade
+from audit.report_view import ATTRIBUTION_PARAM_LABELS, NA, shade
 from explainers.spans import align_words
 
 SCHEMA_VERSION = "1.0"
@@ -234,7 +234,8 @@ def explanation_context(record: dict[str, Any]) -> dict[str, Any]:
         },
         "mean_prompt_share": _mean([t["prompt_share"] for t in tokens]),
         "limitations": limitations(record),
-        "params": list(attribution["params"].items()),
+        "params": [(ATTRIBUTION_PARAM_LABELS.get(k, k.replace("_", " ").capitalize()), v)
+                   for k, v in attribution["params"].items()],
         "command_line": " ".join(record["run"]["environment"]["command_line"]),
     }
 
