@@ -318,7 +318,7 @@ def generation_heatmap(matrix: list[list[float | None]], rows: list[str], column
     with matplotlib.rc_context({**STYLE, **sizes}):
         fig = _new_figure(height)
         ax = fig.add_subplot()
-        ax.set_facecolor("#c3ccd5")  # masked cells are not drawn: the background shows through
+        ax.set_facecolor("#d4d4d4")  # masked cells are not drawn: the background shows through
         mesh = ax.pcolormesh(values, cmap="RdBu", vmin=-limit, vmax=limit, edgecolors="#ffffff", linewidth=0.15)
         ax.invert_yaxis()
         ax.set_xticks(np.arange(len(columns)) + 0.5, [_literal(c) for c in columns], rotation=90)

@@ -5,9 +5,9 @@ Rendered like the audit report (``audit.report``): the same stylesheet, the same
 dates fixed from the record, so the same record always renders the same bytes. Nothing here touches the
 model: ``audit report explain-out`` re-renders an explanation without weights.
 
-What the view computes from the record: the heatmap's columns (one per attributed token, or per word when
-there are more than ``MAX_COLUMNS`` tokens, or the ``MAX_COLUMNS`` words with the largest total |attribution|
-when there are still too many), the shaded prompt and answer-so-far of the first ``CARDS`` tokens, and per
+What the view computes from the record: the heatmap's columns (one per attributed token; a prompt too long
+for ``MAX_COLUMNS`` is summed to words, and where those are still too many only the words with the largest
+total |attribution| are drawn), the shaded prompt and answer-so-far of the first ``CARDS`` tokens, and per
 token the completeness gap and the share of |attribution| on the prompt and on earlier answer tokens.
 """
 
@@ -34,8 +34,8 @@ EXPLANATION_FILE = "explanation.json"
 TEMPLATE = "explain.html.j2"
 HTML_FILE = "explanation.html"
 PDF_FILE = "explanation.pdf"
-MAX_COLUMNS = 64  # heatmap columns before tokens are summed to words
-MAX_ROWS = 64  # heatmap rows (generated tokens) drawn; every token stays in the table
+MAX_COLUMNS = 72  # heatmap columns: beyond them the prompt's tokens are summed to words, then the weakest left out
+MAX_ROWS = 48  # heatmap rows (generated tokens) drawn; every token stays in the tables
 CARDS = 12  # tokens shown with their shaded prompt and answer so far
 TOP_SOURCES = 5
 LARGE_GAP = 0.10  # relative completeness gap above which a token's IG is flagged
@@ -117,37 +117,37 @@ class _View:
         found = self.sources[source]
         return (self.prompt_tokens if found["kind"] == "prompt" else self.generated)[found["index"]]
 
-    def columns(self) -> tuple[list[str], list[list[int]], int, str | None]:
-        """(labels, the sources summed in each column, columns of the prompt, a note on aggregation)."""
-        if len(self.sources) <= MAX_COLUMNS:
-            return ([label(self.token(j)) for j in range(len(self.sources))], [[j] for j in range(len(self.sources))],
-                    self.n_prompt, None)
-        prompt = self._words(self.record["prompt"]["text"], self.prompt_tokens[: self.n_prompt], 0)
-        answer_tokens = self.generated[: len(self.sources) - self.n_prompt]
-        answer_text = self.record["generation"]["text"][: answer_tokens[-1]["chars"][1]] if answer_tokens else ""
-        answer = self._words(answer_text, answer_tokens, self.n_prompt)
-        words = prompt + answer
-        note = (f"The {len(self.sources)} attributed tokens are summed to {len(words)} words (attributions add up, so "
-                "a word's cell is the sum of its tokens').")
-        if len(words) > MAX_COLUMNS:
-            strength = [np.abs(self.matrix[:, group]).sum() for _, group in words]
-            kept = sorted(sorted(range(len(words)), key=lambda w: -strength[w])[:MAX_COLUMNS])
-            note += (f" Only the {MAX_COLUMNS} words with the largest total |attribution| are drawn; the other "
-                     f"{len(words) - MAX_COLUMNS} are left out of the figure (not of the tables).")
-            prompt_kept = sum(w < len(prompt) for w in kept)
-            words = [words[w] for w in kept]
-            return [w for w, _ in words], [g for _, g in words], prompt_kept, note
-        return [w for w, _ in words], [g for _, g in words], len(prompt), note
+    def columns(self, rows: int) -> tuple[list[str], list[list[int]], int, str | None]:
+        """(labels, the sources summed in each column, columns of the prompt, a note on aggregation) of a map of
+        the first ``rows`` tokens. The answer keeps one column per token (the tokens before the last row); the
+        prompt too where it fits, else its tokens are summed to words, and only the strongest words are kept
+        where those do not fit either."""
+        answer = list(range(self.n_prompt, self.n_prompt + min(len(self.sources) - self.n_prompt, rows - 1)))
+        budget = MAX_COLUMNS - len(answer)
+        note = None
+        if self.n_prompt <= budget:
+            prompt = [(label(self.token(j)), [j]) for j in range(self.n_prompt)]
+        else:
+            prompt = self._words(self.record["prompt"]["text"], self.prompt_tokens)
+            note = (f"The user's text has {self.n_prompt} tokens: they are summed to its {len(prompt)} words "
+                    "(attributions add up, so a word's cell is the sum of its tokens').")
+            if len(prompt) > budget:
+                strength = [np.abs(self.matrix[:rows, group]).sum() for _, group in prompt]
+                kept = sorted(sorted(range(len(prompt)), key=lambda w: -strength[w])[:budget])
+                note += (f" Only the {budget} words with the largest total |attribution| are drawn; the other "
+                         f"{len(prompt) - budget} are left out of the figure (not of the tables).")
+                prompt = [prompt[w] for w in kept]
+        columns = prompt + [(label(self.token(j)), [j]) for j in answer]
+        return [c for c, _ in columns], [g for _, g in columns], len(prompt), note
 
     @staticmethod
-    def _words(text: str, tokens: list[dict[str, Any]], offset: int) -> list[tuple[str, list[int]]]:
+    def _words(text: str, tokens: list[dict[str, Any]]) -> list[tuple[str, list[int]]]:
         words = align_words(text, [tuple(t["chars"]) for t in tokens], {})
-        return [(w.text if len(w.text) <= 14 else w.text[:13] + "…", [offset + t for t in w.tokens])
-                for w in words if w.tokens]
+        return [(w.text if len(w.text) <= 14 else w.text[:13] + "…", list(w.tokens)) for w in words if w.tokens]
 
     def heatmap(self) -> dict[str, Any]:
-        labels, groups, prompt_columns, note = self.columns()
         rows = min(len(self.generated), MAX_ROWS)
+        labels, groups, prompt_columns, note = self.columns(rows)
         cells = [[float(self.matrix[k, group].sum()) if self.reachable[k, group].any() else None for group in groups]
                  for k in range(rows)]
         visible = [abs(v) for row in cells for v in row if v is not None]
