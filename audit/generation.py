@@ -315,8 +315,8 @@ def _attribution_record(found: method.GenerationAttribution, rendered: RenderedP
         "params": found.params,
         "held_fixed": HELD_FIXED,
         "target": "log p(t_k | everything before it): the log-probability of each generated token, float32",
-        "sources": [{"kind": "prompt", "index": i} for i in range(n_prompt)]
-        + [{"kind": "generated", "index": k} for k in range(generated - 1)],
+        "sources": [{"kind": "prompt", "index": i, "position": rendered.region[0] + i} for i in range(n_prompt)]
+        + [{"kind": "generated", "index": k, "position": len(rendered.ids) + k} for k in range(generated - 1)],
         "matrix": found.matrix,
         "log_probs": found.log_probs,
         "reference_log_probs": found.reference_log_probs,
