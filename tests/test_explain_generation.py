@@ -180,3 +180,13 @@ def test_a_long_prompt_is_drawn_by_words_and_the_strongest_are_kept(tiny_llama_d
                      out=tmp_path / "out", quiet=True).record
     note = explanation_context(record)["heatmap"]["note"]
     assert f"summed to its {len(words)} words" in note and f"Only the {MAX_COLUMNS - 2} words" in note
+
+
+def test_input_x_gradient_report_has_no_completeness_columns(tiny_llama_dir, tmp_path):
+    result = explain(model=str(tiny_llama_dir), prompt="Can I borrow $5,000?", max_new_tokens=3,
+                     method_name="input-x-gradient", out=tmp_path / "out", quiet=True)
+    attribution = result.record["attribution"]
+    assert attribution["completeness"] is None and attribution["reference_log_probs"] is None
+    assert attribution["backward_passes"] == 3 and attribution["forward_rows"] == 2  # the prefix, then the rest
+    html = result.paths["explanation.html"].read_text()
+    assert "Input x Gradient" in html and "Gap</th>" not in html
