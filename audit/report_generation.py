@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -236,7 +237,7 @@ def explanation_context(record: dict[str, Any]) -> dict[str, Any]:
         "limitations": limitations(record),
         "params": [(ATTRIBUTION_PARAM_LABELS.get(k, k.replace("_", " ").capitalize()), v)
                    for k, v in attribution["params"].items()],
-        "command_line": " ".join(record["run"]["environment"]["command_line"]),
+        "command_line": shlex.join(record["run"]["environment"]["command_line"]),
     }
 
 
