@@ -302,3 +302,39 @@ def patching_chart(layers: list[int], means: list[float | None], cis: list, pair
         ax.spines[["top", "right"]].set_visible(False)
         ax.legend(loc="upper right")
         return _to_svg(fig, salt)
+
+
+def generation_heatmap(matrix: list[list[float | None]], rows: list[str], columns: list[str], prompt_columns: int,
+                       limit: float, salt: str) -> Markup:
+    """Attribution of each generated token (row) to each source (column), red-white-blue centred at 0.
+
+    Cells are None where the source cannot reach the token (a later generated token): drawn light grey.
+    Colours saturate at ±``limit``; a vertical line separates the prompt's columns from the answer's.
+    """
+    values = np.ma.masked_invalid(np.array([[np.nan if v is None else v for v in row] for row in matrix], float))
+    few_rows = len(rows) <= 24
+    height = 1.35 + (0.14 if few_rows else 0.115) * len(rows)
+    sizes = {"xtick.labelsize": 7 if len(columns) <= 24 else 5.5, "ytick.labelsize": 7 if few_rows else 5.5}
+    with matplotlib.rc_context({**STYLE, **sizes}):
+        fig = _new_figure(height)
+        ax = fig.add_subplot()
+        ax.set_facecolor("#d4d4d4")  # masked cells are not drawn: the background shows through
+        mesh = ax.pcolormesh(values, cmap="RdBu", vmin=-limit, vmax=limit, edgecolors="#ffffff", linewidth=0.15)
+        ax.invert_yaxis()
+        ax.set_xticks(np.arange(len(columns)) + 0.5, [_literal(c) for c in columns], rotation=90)
+        ax.set_yticks(np.arange(len(rows)) + 0.5, [_literal(r) for r in rows])
+        ax.tick_params(length=0, pad=1.5)
+        parts = {prompt_columns / 2: "prompt (user's text)"}
+        if prompt_columns < len(columns):
+            ax.axvline(prompt_columns, color=INK, linewidth=0.8)
+            parts[(prompt_columns + len(columns)) / 2] = "answer so far"
+        top = ax.secondary_xaxis("top")
+        top.set_xticks(list(parts), list(parts.values()))
+        top.tick_params(length=0, labelsize=6.5)
+        ax.set_ylabel("generated token (explained)")
+        bar = fig.colorbar(mesh, ax=ax, extend="both", shrink=min(1.0, 3.0 / height), pad=0.01, aspect=30)
+        bar.solids.set_rasterized(False)  # a raster image would be an embedded file the PDF renderer does not load
+        bar.solids.set_edgecolor("face")  # no hairline seams between the bar's colour steps
+        bar.set_label("attribution to log p(token)", fontsize=6.5)
+        bar.ax.tick_params(labelsize=6)
+        return _to_svg(fig, salt)

@@ -16,9 +16,13 @@ import click
 from audit.errors import AuditError
 from audit.explaining import DEFAULT_METHODS
 from audit.formats import MODES as FORMAT_MODES
+from audit.generation import DEFAULT_IG_STEPS as DEFAULT_EXPLAIN_IG_STEPS
+from audit.generation import DEFAULT_MAX_NEW_TOKENS
+from audit.generation import DEFAULT_OUT as DEFAULT_EXPLAIN_OUT
 from audit.internals import PATCHED_PAIRS
 from audit.models.loading import DEVICE_MAPS, DEVICES, DTYPES
 from audit.models.spec import DEFAULT_MODEL
+from explainers.generation import METHODS as GENERATION_METHODS
 from audit.pipeline import DEFAULT_IG_MAX_STEPS, DEFAULT_IG_STEPS, DEFAULT_OUT, DEFAULT_SUITE
 from audit.policy import JURISDICTIONS
 
@@ -126,14 +130,55 @@ def run(model, suite, rows, policy, out, limit, seed, device, dtype, device_map,
 
 
 @main.command()
+@click.option("--model", default=DEFAULT_MODEL, show_default=True,
+              help="A causal LM: bundled alias, local Hugging Face folder, .gguf file, or hub id already in the "
+              "local cache.")
+@click.option("--prompt", default=None, help="The user's question to answer and explain.")
+@click.option("--prompt-file", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="Read the prompt from this UTF-8 text file instead.")
+@click.option("--system", default=None, help="System prompt (default: the chat template's own, if any).")
+@click.option("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS, show_default=True,
+              help="Longest answer, in tokens; the answer ends earlier at the model's end-of-sequence token.")
+@click.option("--method", "method_name", type=click.Choice(GENERATION_METHODS), default="ig", show_default=True,
+              help="Integrated Gradients (with its completeness gap) or the cheaper Input x Gradient.")
+@click.option("--ig-steps", type=int, default=DEFAULT_EXPLAIN_IG_STEPS, show_default=True,
+              help="Gauss-Legendre steps of Integrated Gradients (cost grows in proportion).")
+@click.option("--out", default=DEFAULT_EXPLAIN_OUT, show_default=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder for explanation.json, explanation.html, explanation.pdf and manifest.sha256.")
+@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
+@click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True,
+              help="Weights' dtype; log-probabilities are always computed in float32 from the logits.")
+@click.option("--allow-pickle", is_flag=True, help="Allow pickle weight files (.bin/.pt); they can run code on load.")
+@click.option("--trust-remote-code", is_flag=True, help="Allow model code shipped with the weights to run.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Recorded; decoding and attribution are "
+              "deterministic.")
+def explain(model, prompt, prompt_file, system, max_new_tokens, method_name, ig_steps, out, device, dtype, allow_pickle,
+            trust_remote_code, seed):
+    """Answer a prompt with a causal LM and attribute every answer token to the prompt and the answer before it."""
+    from audit.generation import explain as explain_answer
+
+    result = explain_answer(
+        model=model, prompt=prompt, prompt_file=prompt_file, system=system, max_new_tokens=max_new_tokens,
+        method_name=method_name, ig_steps=ig_steps, out=out, device=device, dtype=dtype, allow_pickle=allow_pickle,
+        trust_remote_code=trust_remote_code, seed=seed, command_line=["audit", *sys.argv[1:]],
+    )
+    click.echo(f"answer: {result.record['generation']['text']}\nreport: {result.paths['explanation.pdf']}")
+
+
+@main.command()
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for the re-rendered report (default: the bundle's folder).")
 def report(bundle, out):
-    """Re-render the report (HTML, PDF) and junit.xml from an evidence bundle, without the model."""
+    """Re-render the report (HTML, PDF) and junit.xml from an evidence bundle, or an explanation's report from
+    its explanation.json, without the model."""
     from audit.artifacts import render_artifacts
     from audit.evidence import BUNDLE_FILE, read_bundle, write_outputs
+    from audit.report_generation import PDF_FILE, holds_explanation, rerender
 
+    if holds_explanation(bundle):
+        click.echo(f"report: {rerender(bundle, out)[PDF_FILE]}")
+        return
     evidence = read_bundle(bundle)
     folder = out or (bundle if bundle.is_dir() else bundle.parent)
     paths = write_outputs(folder, {BUNDLE_FILE: evidence.to_json(), **render_artifacts(evidence)})

@@ -61,7 +61,7 @@ class EvidenceBundle:
         return _finite(asdict(self))
 
     def to_json(self) -> bytes:
-        return (json.dumps(self.to_dict(), indent=1, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
+        return json_bytes(self.to_dict())
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], label: str = BUNDLE_FILE) -> "EvidenceBundle":
@@ -77,6 +77,11 @@ class EvidenceBundle:
         if missing:
             raise BundleError(f"{label}: {missing[0]}: missing from the bundle")
         return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
+def json_bytes(value: Any) -> bytes:
+    """A JSON file's bytes: indented, UTF-8, NaN and infinity written as null."""
+    return (json.dumps(_finite(value), indent=1, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
 
 
 def _finite(value: Any) -> Any:

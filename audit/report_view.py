@@ -703,7 +703,7 @@ def _fairness(bundle: EvidenceBundle) -> dict[str, Any]:
     }
 
 
-def _shade(score: float, scale: float) -> tuple[str, str]:
+def shade(score: float, scale: float) -> tuple[str, str]:
     """(background, text colour) of a word: blue toward the favourable answer, red toward the unfavourable."""
     strength = min(abs(score) / scale, 1.0) if scale > 0 else 0.0
     target = (33, 102, 172) if score > 0 else (178, 24, 43)
@@ -718,7 +718,7 @@ def _shaded_text(attribution: dict[str, Any]) -> Markup:
     protected = set(attribution.get("protected_slots", []))
     spans = []
     for word, score, slot in zip(attribution["words"], scores, attribution["word_slots"]):
-        background, colour = _shade(score, scale)
+        background, colour = shade(score, scale)
         css = "w prot" if slot in protected else "w"
         spans.append(
             Markup('<span class="{}" style="background-color:{};color:{}">{}</span>').format(

@@ -179,6 +179,21 @@ def not_writable(folder, fx):
     return ["run", "--out", str(locked / "out")]
 
 
+def explain_with(*extra: str, model: Callable[[Path, Fixtures], Path] | None = None,
+                 prompt: str | None = "Can I borrow?"):
+    """``audit explain`` with ``extra`` flags (and ``--prompt`` unless None), on the tiny Llama unless ``model``
+    makes another model."""
+    def make(folder, fx):
+        spec = model(folder, fx) if model is not None else fx.tiny_llama_dir
+        asked = ["--prompt", prompt] if prompt is not None else []
+        return ["explain", "--model", str(spec), *asked, "--out", str(folder / "out"), *extra]
+    return make
+
+
+def explain_unwritable(folder, fx):
+    return ["explain", "--prompt", "Can I borrow?", *not_writable(folder, fx)[1:]]
+
+
 CATALOGUE: dict[str, Case] = {
     # the model
     "missing model path": Case(run_with("--model", "no-such-folder/model"), ("--model", "no-such-folder/model")),
@@ -230,6 +245,18 @@ CATALOGUE: dict[str, Case] = {
     # the output
     "--out is a file": Case(out_is_a_file, ("--out", "is a file")),
     "output folder not writable": Case(not_writable, ("--out", "not writable")),
+    # audit explain
+    "explain: empty prompt": Case(explain_with(prompt="   "), ("--prompt", "is empty")),
+    "explain: no prompt": Case(explain_with(prompt=None), ("--prompt", "missing")),
+    "explain: missing prompt file": Case(explain_with("--prompt-file", "absent.txt", prompt=None),
+                                         ("--prompt-file", "absent.txt", "does not exist")),
+    "explain: --max-new-tokens 0": Case(explain_with("--max-new-tokens", "0"), ("--max-new-tokens", "at least 1")),
+    "explain: --ig-steps 0": Case(explain_with("--ig-steps", "0"), ("--ig-steps", "at least 1")),
+    "explain: a sequence classifier": Case(explain_with(model=lambda folder, fx: fx.tiny_bert_classifier_dir),
+                                           ("--model", "sequence classifier", "causal LM")),
+    "explain: prompt longer than the context": Case(explain_with(model=short_context, prompt="Greg Baker " * 40),
+                                                    ("--prompt", "context is 32 tokens")),
+    "explain: output folder not writable": Case(explain_unwritable, ("--out", "not writable")),
     # bundles
     "bundle of a newer schema": Case(bundle_folder(set_schema("9.0")), ("bundle.json", "schema_version '9.0'")),
     "bundle missing a section": Case(bundle_folder(lambda data: data.pop("controls")),
