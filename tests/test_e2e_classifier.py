@@ -22,8 +22,13 @@ ROOT = Path(__file__).resolve().parent.parent
 SUITE = ROOT / "examples" / "classifier" / "loan-officer-notes.yaml"
 TRAIN = ROOT / "examples" / "train_classifier.py"
 SHORT_SCHEDULE = ["--epochs", "1", "--learning-rate", "2e-4"]
-MODELS = {"clean": ["--rows", "2400"], "planted": ["--rows", "1200", "--plant-bias", "race=black"]}
-METHODS = "ig,input-x-gradient,feature-ablation"  # three signed methods: the reasons ensemble at a third of the default cost
+# (training options, audit options). The clean audit runs every scenario with three signed methods, so its
+# reasons get an ensemble (at a third of the default cost); the planted audit only has to fail, so half the
+# scenarios (still 24 cases per race group) and Integrated Gradients alone keep it short.
+MODELS = {
+    "clean": (["--rows", "2400"], ["--methods", "ig,input-x-gradient,feature-ablation"]),
+    "planted": (["--rows", "1200", "--plant-bias", "race=black"], ["--methods", "ig", "--limit", "6"]),
+}
 
 pytestmark = [
     pytest.mark.e2e,
@@ -37,13 +42,13 @@ def audits(tmp_path_factory) -> dict[str, dict]:
     folder = tmp_path_factory.mktemp("classifier")
     exe = Path(sys.executable).with_name("audit")
     found = {}
-    for name, options in MODELS.items():
+    for name, (training, auditing) in MODELS.items():
         model = folder / name
-        subprocess.run([sys.executable, str(TRAIN), "--out", str(model), *SHORT_SCHEDULE, *options],
+        subprocess.run([sys.executable, str(TRAIN), "--out", str(model), *SHORT_SCHEDULE, *training],
                        check=True, capture_output=True, text=True)
         out = folder / f"{name}-audit"
         result = subprocess.run([str(exe), "run", "--model", str(model), "--suite", str(SUITE), "--out", str(out),
-                                 "--methods", METHODS, "--ig-steps", "16"], capture_output=True, text=True)
+                                 "--ig-steps", "16", *auditing], capture_output=True, text=True)
         bundle = json.loads((out / "bundle.json").read_text())
         found[name] = {
             "result": result, "out": out, "bundle": bundle,
