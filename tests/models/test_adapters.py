@@ -94,6 +94,19 @@ def test_classifier_without_matching_label_is_a_suite_error(tiny_bert_classifier
         make_adapter(load_model(parse_model_spec(str(tiny_bert_classifier_dir))), parse_suite(fair_lending_raw))
 
 
+def test_a_suite_without_a_question_serves_a_classifier_but_not_a_causal_lm(
+    tiny_llama_dir, tiny_bert_classifier_dir, fair_lending_raw
+):
+    raw = {k: v for k, v in fair_lending_raw.items() if k != "question"}
+    raw["answers"] = {"favourable": ["approve"], "unfavourable": ["decline"]}
+    suite = parse_suite(raw)
+    classifier = make_adapter(load_model(parse_model_spec(str(tiny_bert_classifier_dir))), suite)
+    case = expand(suite, limit=1)[0]
+    assert classifier.encode(case).prompt == case.text
+    with pytest.raises(SuiteError, match=r"fair-lending: question: is required to audit a causal LM"):
+        make_adapter(load_model(parse_model_spec(str(tiny_llama_dir))), suite)
+
+
 def test_layers_are_found(llama_adapter, bert_adapter):
     assert len(llama_adapter.decoder_layers) == 2
     assert len(bert_adapter.decoder_layers) == 2

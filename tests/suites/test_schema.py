@@ -66,7 +66,7 @@ def test_load_by_path_hashes_the_file(tmp_path, suite_raw):
 @pytest.mark.parametrize(
     "breakage, field",
     [
-        (lambda r: r.pop("question"), "question"),
+        (lambda r: r.update(question=["Yes", "No"]), "question"),
         (lambda r: r["answers"].pop("favourable"), "answers.favourable"),
         (lambda r: r["scenarios"][1].update(template="{applicant} earns {incom}."), "scenarios[1].template"),
         (lambda r: r["scenarios"][0].update(template="{applicant} and {applicant} {age}"), "scenarios[0].template"),
