@@ -1,13 +1,32 @@
 """Every artifact rendered from an evidence bundle: the JUnit controls report, and the HTML and PDF report.
 
 One function, so ``audit run``, ``audit report``, ``audit sign`` and ``audit verify`` render the same files
-from the same bundle (DESIGN: every artifact is rendered from the bundle alone).
+from the same bundle (DESIGN: every artifact is rendered from the bundle alone). The names here are the
+whole shape of an audit folder: ``audit verify`` refuses a manifest that lists any other file.
 """
 
 from __future__ import annotations
 
-from audit.evidence import EvidenceBundle
+from audit.evidence import BUNDLE_FILE, EvidenceBundle
 from audit.junit import JUNIT_FILE, render_junit
+
+REPORT_HTML = "report.html"
+REPORT_PDF = "report.pdf"
+REPORT_FILES = (REPORT_HTML, REPORT_PDF)
+ATTESTATION_FILE = "attestation.intoto.jsonl"  # written by `audit sign`, outside the manifest it attests
+RENDERED_FILES = (JUNIT_FILE, *REPORT_FILES)  # every file the manifest may list besides bundle.json
+
+
+def artifact_names(*, report: bool) -> list[str]:
+    """The rendered files of an audit folder, as ``run.artifacts`` records them."""
+    return [JUNIT_FILE, *(REPORT_FILES if report else ())]
+
+
+def recorded_artifacts(bundle: EvidenceBundle) -> list[str]:
+    """The files the audit folder of ``bundle`` must hold besides ``bundle.json``: ``run.artifacts`` (schema 1.5),
+    else what ``audit run`` always wrote before it was recorded (the JUnit file and the report)."""
+    recorded = bundle.run.get("artifacts")
+    return list(RENDERED_FILES) if recorded is None else list(recorded)
 
 
 def render_artifacts(bundle: EvidenceBundle, *, report: bool = True) -> dict[str, bytes]:
@@ -18,3 +37,9 @@ def render_artifacts(bundle: EvidenceBundle, *, report: bool = True) -> dict[str
 
         files.update(render_report(bundle))
     return files
+
+
+def audit_files(bundle: EvidenceBundle, *, report: bool) -> dict[str, bytes]:
+    """``bundle.json`` and every artifact rendered from it, ``run.artifacts`` set to the names written."""
+    bundle.run = {**bundle.run, "artifacts": artifact_names(report=report)}
+    return {BUNDLE_FILE: bundle.to_json(), **render_artifacts(bundle, report=report)}

@@ -172,8 +172,8 @@ def explain(model, prompt, prompt_file, system, max_new_tokens, method_name, ig_
 def report(bundle, out):
     """Re-render the report (HTML, PDF) and junit.xml from an evidence bundle, or an explanation's report from
     its explanation.json, without the model."""
-    from audit.artifacts import render_artifacts
-    from audit.evidence import BUNDLE_FILE, read_bundle, write_outputs
+    from audit.artifacts import audit_files
+    from audit.evidence import read_bundle, write_outputs
     from audit.report_generation import PDF_FILE, holds_explanation, rerender
 
     if holds_explanation(bundle):
@@ -181,7 +181,7 @@ def report(bundle, out):
         return
     evidence = read_bundle(bundle)
     folder = out or (bundle if bundle.is_dir() else bundle.parent)
-    paths = write_outputs(folder, {BUNDLE_FILE: evidence.to_json(), **render_artifacts(evidence)})
+    paths = write_outputs(folder, audit_files(evidence, report=True))
     click.echo(f"report: {paths['report.pdf']}")
 
 
@@ -203,8 +203,6 @@ def verify(folder, model, pubkey, allow_pickle, trust_remote_code):
                            trust_remote_code=trust_remote_code)
     for line in result.passed:
         click.echo(f"ok       {line}")
-    for line in result.notes:
-        click.echo(f"note     {line}")
     for line in result.problems:
         click.echo(f"CHANGED  {line}")
     click.echo(f"{folder}: " + ("intact" if result.intact else f"TAMPERED ({len(result.problems)} problems)"))

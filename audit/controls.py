@@ -8,6 +8,7 @@ this module only measures.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
@@ -37,6 +38,20 @@ class ControlDefinition:
     unit: str  # "log-odds", "ratio" or "share"
     clauses: tuple[str, ...]
     measure: Callable[[dict, dict], list[Measurement]]
+    threshold_range: tuple[float | None, float | None]  # a policy's threshold must lie here (None: unbounded)
+
+    def threshold_problem(self, threshold: float) -> str | None:
+        """Why ``threshold`` cannot be this control's threshold (not finite, outside the range), else None."""
+        low, high = self.threshold_range
+        if not math.isfinite(threshold):
+            return f"must be a finite number, got {threshold}"
+        if (low is not None and threshold < low) or (high is not None and threshold > high):
+            if low is not None and high is not None:
+                bounds = f"from {low:g} to {high:g}"
+            else:
+                bounds = f"at least {low:g}" if low is not None else f"at most {high:g}"
+            return f"must be {bounds} ({self.unit}), got {threshold:g}"
+        return None
 
 
 def _groups(fairness: dict, include_reference: bool):
@@ -271,6 +286,7 @@ CONTROLS: dict[str, ControlDefinition] = {
             "log-odds",
             ("ecoa-reg-b-1002.4a", "ecoa-reg-b-1002.6b", "eu-ai-act-art-10", "nist-ai-rmf-measure-2.11"),
             measure_shift,
+            threshold_range=(0.0, None),
         ),
         ControlDefinition(
             "impact-ratio",
@@ -282,6 +298,7 @@ CONTROLS: dict[str, ControlDefinition] = {
             "ratio",
             ("ecoa-reg-b-1002.4a", "ugesp-29-cfr-1607.4d", "nist-ai-rmf-measure-2.11"),
             measure_impact,
+            threshold_range=(0.0, 1.0),
         ),
         ControlDefinition(
             "decision-flip-rate",
@@ -292,6 +309,7 @@ CONTROLS: dict[str, ControlDefinition] = {
             "share",
             ("ecoa-reg-b-1002.4a", "eu-ai-act-art-15", "nist-ai-rmf-measure-2.11"),
             measure_flips,
+            threshold_range=(0.0, 1.0),
         ),
         ControlDefinition(
             "protected-attribution-share",
@@ -304,6 +322,7 @@ CONTROLS: dict[str, ControlDefinition] = {
             "share",
             ("ecoa-reg-b-1002.9b2", "eu-ai-act-art-13", "nist-ai-rmf-measure-2.9"),
             measure_protected_share,
+            threshold_range=(0.0, 1.0),
         ),
         ControlDefinition(
             "answer-reliability",
@@ -314,6 +333,7 @@ CONTROLS: dict[str, ControlDefinition] = {
             "share",
             ("eu-ai-act-art-15", "nist-ai-rmf-measure-2.5"),
             measure_reliability,
+            threshold_range=(0.0, 1.0),
         ),
         ControlDefinition(
             "attribution-completeness",
@@ -325,6 +345,7 @@ CONTROLS: dict[str, ControlDefinition] = {
             "ratio",
             ("nist-ai-rmf-measure-2.9", "eu-ai-act-art-13"),
             measure_completeness,
+            threshold_range=(0.0, None),
         ),
         ControlDefinition(
             "attribution-faithfulness",
@@ -336,6 +357,7 @@ CONTROLS: dict[str, ControlDefinition] = {
             "log-odds",
             ("nist-ai-rmf-measure-2.9", "eu-ai-act-art-13", "ecoa-reg-b-1002.9b2"),
             measure_faithfulness,
+            threshold_range=(None, None),
         ),
         ControlDefinition(
             "adverse-action-reasons",
@@ -355,6 +377,7 @@ CONTROLS: dict[str, ControlDefinition] = {
             ("ecoa-reg-b-1002.9b2", "ecoa-15-usc-1691", "ecoa-reg-b-1002.4a", "eu-ai-act-art-13",
              "nist-ai-rmf-measure-2.9"),
             measure_adverse_action,
+            threshold_range=(0.0, 1.0),
         ),
         ControlDefinition(
             "protected-span-mediation",
@@ -370,6 +393,7 @@ CONTROLS: dict[str, ControlDefinition] = {
             "share",
             ("ecoa-reg-b-1002.4a", "eu-ai-act-art-13", "nist-ai-rmf-measure-2.9"),
             measure_mediation,
+            threshold_range=(0.0, 1.0),
         ),
         ControlDefinition(
             "protected-readout-encoding",
@@ -385,6 +409,7 @@ CONTROLS: dict[str, ControlDefinition] = {
             "share",
             ("ecoa-reg-b-1002.4a", "eu-ai-act-art-10", "nist-ai-rmf-measure-2.11"),
             measure_readout_encoding,
+            threshold_range=(0.0, 1.0),
         ),
         ControlDefinition(
             "prompt-format-stability",
@@ -397,6 +422,7 @@ CONTROLS: dict[str, ControlDefinition] = {
             "share",
             ("eu-ai-act-art-15", "nist-ai-rmf-measure-2.5"),
             measure_format_stability,
+            threshold_range=(0.0, 1.0),
         ),
     )
 }

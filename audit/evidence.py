@@ -10,15 +10,16 @@ into place, so a failed run never leaves a half-written audit.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 import platform
 import shutil
 import sys
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
-from importlib import metadata
+from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,10 @@ from audit.hashing import sha256_file
 
 # 1.1 added adverse_action and internals, 1.2 robustness, 1.3 signoff; older bundles read them as None.
 # 1.4 adverse_action.protected_floor (older bundles: no floor).
-SCHEMA_VERSION = "1.4"
-SUPPORTED_SCHEMAS = ("1.0", "1.1", "1.2", "1.3", "1.4")
+# 1.5 run.artifacts: the files the audit folder holds beside bundle.json (older bundles: junit.xml and the report).
+SCHEMA_VERSION = "1.5"
+SUPPORTED_SCHEMAS = ("1.0", "1.1", "1.2", "1.3", "1.4", "1.5")
+SCHEMA_FILE = "bundle.schema.json"  # in the package audit.schemas
 BUNDLE_FILE = "bundle.json"
 MANIFEST_FILE = "manifest.sha256"
 RECORDED_PACKAGES = (
@@ -70,13 +73,58 @@ class EvidenceBundle:
         version = data.get("schema_version")
         if version not in SUPPORTED_SCHEMAS:
             raise BundleError(
-                f"{label}: schema_version {version!r} is not supported (supported: {', '.join(SUPPORTED_SCHEMAS)})"
+                f"{label}: schema_version {_short(repr(version))} is not supported (supported: {', '.join(SUPPORTED_SCHEMAS)})"
             )
-        required = [f for f in fields(cls) if f.default is MISSING]
-        missing = [f.name for f in required if f.name not in data]
-        if missing:
-            raise BundleError(f"{label}: {missing[0]}: missing from the bundle")
+        problem = schema_problem(data)
+        if problem is not None:
+            raise BundleError(f"{label}: {problem}")
         return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
+@functools.cache
+def bundle_schema() -> dict[str, Any]:
+    """The bundle's JSON Schema (draft 2020-12), shipped as ``audit/schemas/bundle.schema.json`` for other tools."""
+    return json.loads((resources.files("audit.schemas") / SCHEMA_FILE).read_text(encoding="utf-8"))
+
+
+@functools.cache
+def _validator():
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(bundle_schema())
+
+
+def schema_problem(data: Any) -> str | None:
+    """The first place where ``data`` breaks the bundle's JSON Schema, as ``cases[3].score: must be number or
+    null, got string``; None when it matches. Every reader of a bundle (report, verify, diff, sign) checks this
+    before it reads a field, so a hostile bundle is refused with its field named instead of crashing a reader."""
+    from jsonschema.exceptions import best_match
+
+    error = best_match(_validator().iter_errors(data))
+    if error is None:
+        return None
+    path = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error.absolute_path).lstrip(".")
+    where = f"{path}: " if path else ""
+    if error.validator == "required":
+        missing = next(key for key in error.validator_value if key not in error.instance)
+        return f"{path + '.' if path else ''}{missing}: missing from the bundle"
+    if error.validator == "type":
+        expected = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+        return f"{where}must be {' or '.join(expected)}, got {_json_type(error.instance)}"
+    if error.validator == "enum":
+        return f"{where}must be one of {', '.join(map(repr, error.validator_value))}, got {_short(error.instance)}"
+    return f"{where}{_short(error.message, 160)}"
+
+
+def _json_type(value: Any) -> str:
+    kinds = ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"), (list, "array"),
+             (dict, "object"))
+    return "null" if value is None else next(name for kind, name in kinds if isinstance(value, kind))
+
+
+def _short(value: Any, width: int = 60) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def json_bytes(value: Any) -> bytes:
@@ -102,9 +150,15 @@ def read_bundle(path: str | Path) -> EvidenceBundle:
     if not path.is_file():
         raise BundleError(f"{path}: no evidence bundle there")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BundleError(f"{path}: is not valid JSON ({exc})") from None
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise BundleError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise BundleError(f"{path}: is not UTF-8 text (byte {exc.start})") from None
+    except RecursionError:
+        raise BundleError(f"{path}: is not a bundle (JSON nested too deeply)") from None
+    except ValueError as exc:  # json.JSONDecodeError, or a number of more digits than Python converts
+        raise BundleError(f"{path}: is not valid JSON ({_short(str(exc).split(';')[0], 120)})") from None
     return EvidenceBundle.from_dict(data, label=str(path))
 
 
@@ -187,12 +241,13 @@ def write_atomically(path: Path, data: bytes, mode: int | None = None) -> None:
         raise AuditError(f"{path}: cannot be written ({exc.strerror or exc})") from None
 
 
-def write_outputs(out_dir: Path, files: dict[str, bytes]) -> dict[str, Path]:
-    """Write ``files`` plus a fresh manifest into ``out_dir`` atomically.
+def write_outputs(out_dir: Path, files: dict[str, bytes], stale: tuple[str, ...] = ()) -> dict[str, Path]:
+    """Write ``files`` plus a fresh manifest into ``out_dir`` atomically, then delete the ``stale`` files.
 
     Everything is staged in a sibling temporary folder first; each file then
-    replaces its old version with one ``os.replace``. Files of an earlier
-    audit that this one does not write are kept but leave the manifest.
+    replaces its old version with one ``os.replace``. ``stale``: files an earlier
+    audit in the folder wrote that this one does not (a report, a signature), which
+    would otherwise sit beside the new evidence without being part of it.
     """
     check_output_dir(out_dir)
     staging = out_dir.resolve().parent / f".{out_dir.name}.tmp-{os.getpid()}"
@@ -207,6 +262,9 @@ def write_outputs(out_dir: Path, files: dict[str, bytes]) -> dict[str, Path]:
         else:
             for name in [*files, MANIFEST_FILE]:
                 os.replace(staging / name, out_dir / name)
+            for name in stale:
+                if name not in files:
+                    (out_dir / name).unlink(missing_ok=True)
     except OSError as exc:
         raise AuditError(f"--out: {out_dir} could not be written ({exc.strerror or exc})") from None
     finally:

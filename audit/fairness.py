@@ -38,6 +38,7 @@ import numpy as np
 from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 
+from audit.errors import ModelSpecError
 from audit.suites.schema import Suite
 
 INTERSECTION = " x "
@@ -110,6 +111,10 @@ def case_records(encoded, scores: list[float], masses: list[float]) -> list[dict
     records = []
     for item, score, mass in zip(encoded, scores, masses):
         case = item.case
+        if not (math.isfinite(score) and math.isfinite(mass)):
+            raise ModelSpecError(f"--model: scores case {case.case_id} as {score} (answer mass {mass}): its logits "
+                                 "are not finite, so no decision can be read (a half-precision overflow? try "
+                                 "--dtype float32)")
         records.append(
             {
                 "case_id": case.case_id,

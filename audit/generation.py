@@ -26,10 +26,12 @@ from jinja2 import TemplateError
 from audit import __version__
 from audit.errors import AuditError, ModelSpecError
 from audit.evidence import check_output_dir, environment, json_bytes, utc_now, write_outputs
+from audit.flags import check_seed, check_steps
 from audit.models import DEFAULT_MODEL, load_model, parse_model_spec
 from audit.models.loading import check_runtime, check_weights
 from audit.progress import Progress, note
 from audit.report_generation import EXPLANATION_FILE, KIND, SCHEMA_VERSION, render_explanation
+from audit.text_safety import check_text
 from explainers import generation as method
 from explainers.region import filler_token
 
@@ -86,12 +88,12 @@ def explain(
         raise AuditError(f"--max-new-tokens: must be at least 1, got {max_new_tokens}")
     if method_name not in method.METHODS:
         raise AuditError(f"--method: must be one of {', '.join(method.METHODS)}, got {method_name!r}")
-    if ig_steps < 1:
-        raise AuditError(f"--ig-steps: must be at least 1, got {ig_steps}")
-    if seed < 0:
-        raise AuditError(f"--seed: must be a non-negative integer, got {seed}")
+    check_steps("--ig-steps", ig_steps, least=1)
+    check_seed(seed)
     if system is not None and not system.strip():
         raise AuditError("--system: is empty; leave it out for the chat template's default")
+    if system is not None:
+        check_text(system, "--system", AuditError)
     check_runtime(device, dtype)
     check_output_dir(out)
     spec = parse_model_spec(model)
@@ -175,7 +177,7 @@ def _prompt_text(prompt: str | None, prompt_file: str | Path | None) -> str:
         raise AuditError("--prompt: missing; give the question to answer with --prompt TEXT or --prompt-file PATH")
     if not prompt.strip():
         raise AuditError(f"{flag}: is empty")
-    return prompt.strip()
+    return check_text(prompt.strip(), flag, AuditError)
 
 
 def render_prompt(tokenizer, text: str, system: str | None) -> RenderedPrompt:

@@ -26,15 +26,16 @@ import torch
 from audit import __version__
 from audit.bias_audit import DEFINITIONS as BIAS_AUDIT_DEFINITIONS
 from audit.bias_audit import bias_audit_tables
-from audit.artifacts import render_artifacts
+from audit.artifacts import ATTESTATION_FILE, RENDERED_FILES, audit_files
 from audit.discrimination_score import mixed_effects_discrimination
 from audit.errors import AuditError
 from audit.explaining import parse_methods, run_explainers
 from audit.evidence import (
-    BUNDLE_FILE, SCHEMA_VERSION, EvidenceBundle, check_output_dir, check_output_file, environment, utc_now,
+    SCHEMA_VERSION, EvidenceBundle, check_output_dir, check_output_file, environment, utc_now,
     write_atomically, write_outputs,
 )
 from audit.fairness import case_records, counterfactual_statistics
+from audit.flags import check_seed, check_steps
 from audit.formats import MODES as FORMAT_MODES
 from audit.formats import sensitivity
 from audit.internals import PATCHED_PAIRS, internals
@@ -106,14 +107,12 @@ def run(
     out = Path(out)
     if limit is not None and limit < 1:
         raise AuditError(f"--limit: must be at least 1, got {limit}")
-    if seed < 0:
-        raise AuditError(f"--seed: must be a non-negative integer, got {seed}")
-    if ig_steps < 2:
-        raise AuditError(f"--ig-steps: must be at least 2, got {ig_steps}")
+    check_seed(seed)
+    check_steps("--ig-steps", ig_steps, least=2)
     if ig_tolerance is not None and not 0 < ig_tolerance < 1:
         raise AuditError(f"--ig-tolerance: must be a fraction between 0 and 1 (0.05 = 5 %), got {ig_tolerance}")
-    if ig_tolerance is not None and ig_max_steps < ig_steps:
-        raise AuditError(f"--ig-max-steps: must be at least --ig-steps ({ig_steps}), got {ig_max_steps}")
+    if ig_tolerance is not None:
+        check_steps("--ig-max-steps", ig_max_steps, least=ig_steps, least_text=f"--ig-steps ({ig_steps})")
     ig_options = {"n_steps": ig_steps}
     if ig_tolerance is not None:
         ig_options.update(tolerance=ig_tolerance, max_steps=ig_max_steps)
@@ -238,8 +237,8 @@ def run(
     )
     if render:
         note("rendering report", quiet=quiet)
-    files = {BUNDLE_FILE: bundle.to_json(), **render_artifacts(bundle, report=render)}
-    paths = write_outputs(out, files)
+    files = audit_files(bundle, report=render)
+    paths = write_outputs(out, files, stale=(*RENDERED_FILES, ATTESTATION_FILE))
     if junit is not None:
         write_atomically(Path(junit), files[JUNIT_FILE])
         paths["junit"] = Path(junit)
@@ -248,7 +247,7 @@ def run(
 
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed)
     torch.manual_seed(seed)
 
 

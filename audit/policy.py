@@ -16,10 +16,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from audit import strict_yaml
 from audit.controls import CONTROLS, Measurement
 from audit.errors import PolicyError, did_you_mean
+from audit.text_safety import check_tree
 
 DEFAULT_STABILITY_FLOOR = 0.5  # adverse-action-reasons: least share of runs that must agree on the top reason
 DEFAULT_PROTECTED_FLOOR = 0.05  # adverse-action-reasons: least attribution share of a protected slot among top reasons
@@ -78,23 +78,24 @@ def load_policy(path: str | None = None, suite_id: str | None = None) -> Policy:
         file = Path(path)
         if not file.is_file():
             raise PolicyError(f"--policy: file {path!r} does not exist")
-        label, data, origin = file.name, file.read_bytes(), str(path)
-    try:
-        raw = yaml.safe_load(data)
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"{label}: is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        label, data, origin = file.name, strict_yaml.read_bytes(file, file.name, PolicyError), str(path)
+    raw = strict_yaml.load(strict_yaml.decode(data, label, PolicyError), label, PolicyError)
     return parse_policy(raw, label=label, source=origin, sha256=hashlib.sha256(data).hexdigest())
 
 
 def parse_policy(raw: Any, *, label: str, source: str = "", sha256: str = "") -> Policy:
     if not isinstance(raw, dict):
         raise PolicyError(f"{label}: must be a mapping with id and controls")
+    check_tree(raw, label, PolicyError)  # a mapping built in Python (or read from a bundle) skipped strict_yaml
     fields = {"id", "title", "description", "controls", "fail_on_inconclusive", "jurisdiction", "min_group_cases"}
     unknown = sorted(set(raw) - fields)
     if unknown:
         raise PolicyError(f"{label}: {unknown[0]}: unknown field{did_you_mean(unknown[0], fields)}")
     if not isinstance(raw.get("id"), str) or not raw["id"].strip():
         raise PolicyError(f"{label}: id: is required and must be a string")
+    for name in ("title", "description"):
+        if raw.get(name) is not None and not isinstance(raw[name], str):
+            raise PolicyError(f"{label}: {name}: must be text")
     controls_raw = raw.get("controls")
     if not isinstance(controls_raw, dict) or not controls_raw:
         raise PolicyError(f"{label}: controls: must map control ids to settings")
@@ -108,6 +109,9 @@ def parse_policy(raw: Any, *, label: str, source: str = "", sha256: str = "") ->
         threshold = settings.get("threshold")
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
             raise PolicyError(f"{where}.threshold: must be a number")
+        out_of_range = CONTROLS[cid].threshold_problem(float(threshold))
+        if out_of_range:
+            raise PolicyError(f"{where}.threshold: {out_of_range}")
         blocking = settings.get("blocking", True)
         if not isinstance(blocking, bool):
             raise PolicyError(f"{where}.blocking: must be true or false")

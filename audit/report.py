@@ -2,7 +2,8 @@
 
 Rendering reads the evidence bundle alone and never touches the model, so a
 validator can re-render a report without weights. Every string from the
-suite or the model is escaped by jinja2's autoescape; charts are SVG made by
+suite or the model is escaped by jinja2's autoescape and shows its hidden characters
+(``show_hidden_characters``); charts are SVG made by
 matplotlib from bundle numbers. WeasyPrint is given a URL fetcher that
 serves files from the package's ``report_templates`` folder and refuses any
 other URL, so a report never reaches the network or the local disk.
@@ -16,15 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import markupsafe
 from weasyprint.urls import URLFetcher
 
+from audit.artifacts import REPORT_HTML, REPORT_PDF
 from audit.errors import AuditError
 from audit.evidence import EvidenceBundle
+from audit.text_safety import visible
 
 TEMPLATE_PACKAGE = "report_templates"
 ROOT_TEMPLATE = "report.html.j2"
-REPORT_HTML = "report.html"
-REPORT_PDF = "report.pdf"
 
 
 def templates_dir() -> Path:
@@ -55,10 +57,20 @@ def check_url(url: str) -> None:
     raise ValueError(f"report: refused to fetch {url!r}; only files under {TEMPLATE_PACKAGE}/ may be loaded")
 
 
+def show_hidden_characters(value: Any) -> Any:
+    """jinja2's ``finalize``: every value a template prints, with bidirectional overrides, zero-width and control
+    characters written out as ``[U+202E]`` (``audit.text_safety``), so text from a model or a bundle cannot
+    reorder or hide what the page shows. Markup stays markup: the replacement holds no HTML-special character."""
+    if isinstance(value, markupsafe.Markup):
+        return markupsafe.Markup(visible(str(value)))
+    return visible(value) if isinstance(value, str) else value
+
+
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
         autoescape=True,
+        finalize=show_hidden_characters,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,

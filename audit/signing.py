@@ -25,10 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from audit.artifacts import ATTESTATION_FILE
 from audit.errors import AuditError
 from audit.evidence import BUNDLE_FILE, read_bundle, utc_now, write_atomically, write_outputs
+from audit.text_safety import check_text
 
-ATTESTATION_FILE = "attestation.intoto.jsonl"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 PREDICATE_TYPE = "https://github.com/oss-model-audit/oss-model-audit/attestation/audit-evidence/v1"
@@ -100,11 +101,12 @@ def sign_folder(folder: Path, key_path: Path, signer_name: str) -> dict[str, Any
 
     Refuses a folder that does not verify: a signature over tampered evidence would vouch for it.
     """
-    from audit.artifacts import render_artifacts
+    from audit.artifacts import audit_files
     from audit.verify import verify_folder
 
     if not signer_name.strip():
         raise AuditError("--signer: give the name (and role) of the person signing")
+    check_text(signer_name, "--signer", AuditError)
     signer = load_signer(key_path)
     checked = verify_folder(folder)
     if checked.problems:
@@ -117,8 +119,7 @@ def sign_folder(folder: Path, key_path: Path, signer_name: str) -> dict[str, Any
         "key_type": signer.public_key.keytype,
         "attestation": ATTESTATION_FILE,
     }
-    files = {BUNDLE_FILE: bundle.to_json(), **render_artifacts(bundle, report=checked.has_report)}
-    write_outputs(folder, files)
+    write_outputs(folder, audit_files(bundle, report=checked.has_report))
     envelope = _envelope(_statement(folder, bundle), signer)
     write_atomically(folder / ATTESTATION_FILE, (json.dumps(envelope, separators=(",", ":")) + "\n").encode())
     return bundle.signoff
@@ -175,7 +176,8 @@ def check_attestation(folder: Path, key, key_label: str, digests: dict[str, str]
     try:
         lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         envelope = Envelope.from_dict(json.loads(lines[0]))
-    except (UnicodeDecodeError, json.JSONDecodeError, IndexError, KeyError, TypeError, ValueError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, IndexError, KeyError, TypeError, ValueError,
+            RecursionError) as exc:
         return [f"{ATTESTATION_FILE}: not a DSSE envelope ({type(exc).__name__}: {exc})"]
     try:
         envelope.verify([key], 1)

@@ -3,14 +3,19 @@
 A validator challenges the developer's evidence without trusting the developer's machine:
 
 1. every file the manifest lists has the sha256 the manifest gives (the manifest is ``sha256sum`` format);
-2. ``bundle.json`` reads as a bundle of a supported schema version;
-3. the controls and the verdict, re-derived from the bundle's evidence under the bundle's own policy, are
+2. ``bundle.json`` reads as a bundle of a supported schema version and matches the bundle's JSON Schema
+   (``audit/schemas/bundle.schema.json``);
+3. the folder has the shape ``audit run`` gives it: the manifest lists ``bundle.json`` and exactly the artifacts
+   the bundle records (``run.artifacts``), the folder holds nothing else but the manifest and, where the bundle
+   records a sign-off, the attestation: a report swapped in with its manifest line deleted, or a file added
+   with its own line, is tampering;
+4. the controls and the verdict, re-derived from the bundle's evidence under the bundle's own policy, are
    those the bundle states (an edited verdict with a re-computed manifest is caught here);
-4. every artifact re-rendered from the bundle (JUnit, HTML, PDF) is byte-identical to the file in the folder;
-5. with ``--model``, the model's fingerprint (weights, tokenizer, chat template, config) is the bundle's;
-6. with ``--pubkey``, the DSSE signature verifies and covers every file as it is now (``audit.signing``).
+5. every artifact re-rendered from the bundle (JUnit, HTML, PDF) is byte-identical to the file in the folder;
+6. with ``--model``, the model's fingerprint (weights, tokenizer, chat template, config) is the bundle's;
+7. with ``--pubkey``, the DSSE signature verifies and covers every file as it is now (``audit.signing``).
 
-Hash and signature checks prove integrity only against the manifest and the key; checks 3 and 4 catch a
+Hash and signature checks prove integrity only against the manifest and the key; checks 4 and 5 catch a
 consistent rewrite that kept the manifest in step but not the evidence. Exit codes: 0 intact, 1 tampered
 (each problem named), 2 unreadable (no manifest, no bundle, a bundle of an unknown schema).
 """
@@ -23,12 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from audit.artifacts import ATTESTATION_FILE, RENDERED_FILES, REPORT_PDF, recorded_artifacts
 from audit.errors import AuditError, BundleError
 from audit.evidence import BUNDLE_FILE, MANIFEST_FILE, EvidenceBundle, read_bundle
 from audit.hashing import sha256_file
 
-MANIFEST_LINE = re.compile(r"^([0-9a-f]{64})  ([^/\\]+)$")
-REPORT_FILES = ("report.html", "report.pdf")
+MANIFEST_LINE = re.compile(r"([0-9a-f]{64})  ([^/\\]+)")
+LISTABLE = (BUNDLE_FILE, *RENDERED_FILES)  # every file a manifest written by this tool may list
 VALUE_TOLERANCE = 1e-9  # relative; re-derived control values are the same arithmetic on the same numbers
 
 
@@ -37,7 +43,6 @@ class Verification:
     folder: Path
     passed: list[str] = field(default_factory=list)  # one line per check that held
     problems: list[str] = field(default_factory=list)  # one line per thing that changed
-    notes: list[str] = field(default_factory=list)  # facts that are not tampering (files outside the manifest)
     has_report: bool = False
 
     @property
@@ -62,9 +67,11 @@ def read_manifest(folder: Path) -> dict[str, str]:
     except UnicodeDecodeError:
         raise BundleError(f"{path}: is not UTF-8 text") from None
     for number, line in enumerate(lines, start=1):
-        match = MANIFEST_LINE.match(line)
+        match = MANIFEST_LINE.fullmatch(line)
         if not match or match.group(2) in (".", ".."):
             raise BundleError(f"{path}: line {number}: expected '<sha256>  <file name>', got {line[:80]!r}")
+        if match.group(2) in entries:
+            raise BundleError(f"{path}: line {number}: lists {match.group(2)} a second time")
         entries[match.group(2)] = match.group(1)
     return entries
 
@@ -82,9 +89,11 @@ def verify_folder(
     folder = Path(folder)
     key = load_public_key(Path(public_key)) if public_key is not None else None
     manifest = read_manifest(folder)
-    result = Verification(folder=folder, has_report=any(name in manifest for name in REPORT_FILES))
+    result = Verification(folder=folder)
     if BUNDLE_FILE not in manifest:
         raise BundleError(f"{folder / MANIFEST_FILE}: does not list {BUNDLE_FILE}")
+    result.problems += [f"{name}: listed in the manifest, but no audit writes a file of that name (added to the "
+                        "evidence)" for name in manifest if name not in LISTABLE]
     digests = _check_hashes(folder, manifest, result)
     try:
         bundle = read_bundle(folder)
@@ -93,7 +102,8 @@ def verify_folder(
             result.problems.append(f"{BUNDLE_FILE}: no longer reads as a bundle ({exc})")
             return result
         raise
-    result.passed.append(f"{BUNDLE_FILE}: schema {bundle.schema_version}, every section present")
+    result.passed.append(f"{BUNDLE_FILE}: schema {bundle.schema_version}, matches the bundle's JSON Schema")
+    _check_shape(folder, manifest, bundle, result)
     _check_controls(bundle, result)
     _check_rendering(folder, bundle, digests, result)
     if model is not None:
@@ -108,8 +118,6 @@ def verify_folder(
 
 
 def _check_hashes(folder: Path, manifest: dict[str, str], result: Verification) -> dict[str, str]:
-    from audit.signing import ATTESTATION_FILE
-
     digests = {}
     for name, expected in manifest.items():
         path = folder / name
@@ -122,11 +130,44 @@ def _check_hashes(folder: Path, manifest: dict[str, str], result: Verification) 
                                    f"manifest {expected[:12]})")
     if len(digests) == len(manifest) and all(digests[n] == manifest[n] for n in manifest):
         result.passed.append(f"{MANIFEST_FILE}: all {len(manifest)} files have their recorded sha256")
-    outside = sorted(p.name for p in folder.iterdir()
-                     if p.is_file() and p.name not in manifest and p.name not in (MANIFEST_FILE, ATTESTATION_FILE)
-                     and not p.name.startswith("."))
-    result.notes += [f"{name}: not covered by the manifest (not part of the evidence)" for name in outside]
     return digests
+
+
+def _check_shape(folder: Path, manifest: dict[str, str], bundle: EvidenceBundle, result: Verification) -> None:
+    """The folder holds what the audit wrote and nothing else (hidden dot-files aside).
+
+    Required: ``bundle.json`` and the artifacts the bundle records (``run.artifacts``), each listed in the
+    manifest; the attestation exactly when the bundle records a sign-off. Anything else in the folder, or a
+    manifest line for a file the bundle does not record, is named as tampering.
+    """
+    expected = [BUNDLE_FILE, *recorded_artifacts(bundle)]
+    result.has_report = REPORT_PDF in expected
+    before = len(result.problems)
+    for name in expected:
+        if name not in manifest:
+            result.problems.append(f"{name}: the audit wrote it, but the manifest does not list it" +
+                                   (" (the file in the folder is not this audit's)" if (folder / name).exists() else
+                                    " and it is missing"))
+    result.problems += [f"{name}: listed in the manifest, but {BUNDLE_FILE} records no such artifact "
+                        f"(run.artifacts: {', '.join(expected[1:])})"
+                        for name in manifest if name in LISTABLE and name not in expected]
+    signed = bundle.signoff is not None
+    allowed = {*expected, MANIFEST_FILE, *((ATTESTATION_FILE,) if signed else ())}
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or path.name in allowed or path.name in manifest:
+            continue
+        if path.name == ATTESTATION_FILE:
+            result.problems.append(f"{ATTESTATION_FILE}: a signature, but {BUNDLE_FILE} records no sign-off (an "
+                                   "attestation of another audit?)")
+            continue
+        result.problems.append(f"{path.name}: in the audit folder, but not written by the audit (not part of "
+                               "the evidence: remove it, or keep it outside the folder)")
+    if signed and not (folder / ATTESTATION_FILE).is_file():
+        result.problems.append(f"{ATTESTATION_FILE}: missing, but {BUNDLE_FILE} records a sign-off by "
+                               f"{bundle.signoff['signer']}")
+    if len(result.problems) == before:
+        result.passed.append(f"folder: holds exactly the audit's {len(expected)} files, the manifest"
+                             + (" and the attestation" if signed else ""))
 
 
 def _check_controls(bundle: EvidenceBundle, result: Verification) -> None:

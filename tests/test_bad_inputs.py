@@ -193,6 +193,107 @@ def explain_with(*extra: str, model: Callable[[Path, Fixtures], Path] | None = N
 def explain_unwritable(folder, fx):
     return ["explain", "--prompt", "Can I borrow?", *not_writable(folder, fx)[1:]]
 
+# Hostile text, YAML constructs and rows files ------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+ROWS_TEMPLATE = ROOT / "examples" / "rows" / "credit-line-template.yaml"
+ROWS_HEADER = "id,business,line,revenue,utilisation,years trading\n"
+ROWS_GOOD = "app-1,a bakery,$50k,$640k,58%,9 years\n"
+
+
+def run_on_rows(name: str, content: bytes):
+    """``audit run --suite <the rows template> --rows <name>`` on the tiny Llama, with ``content`` as the file."""
+    def make(folder, fx):
+        (folder / name).write_bytes(content)
+        return ["run", "--suite", str(ROWS_TEMPLATE), "--rows", str(folder / name), "--model", str(fx.tiny_llama_dir),
+                "--out", str(folder / "out")]
+    return make
+
+
+def csv_rows(*lines: str, encoding: str = "utf-8") -> bytes:
+    return (ROWS_HEADER + "".join(lines)).encode(encoding)
+
+
+def jsonl_rows(*lines: str) -> bytes:
+    return "".join(line + "\n" for line in lines).encode("utf-8")
+
+
+GOOD_JSON_ROW = ('{"id": "app-1", "business": "a bakery", "line": "$50k", "revenue": "$640k", "utilisation": "58%", '
+                 '"years trading": "9 years"}')
+
+
+def json_row(**changes) -> str:
+    row = json.loads(GOOD_JSON_ROW)
+    row.update(changes)
+    return json.dumps(row)
+
+
+def suite_text(edit: Callable[[str], str], name: str = "suite.yaml"):
+    """The bundled suite's YAML text with a textual edit (for what a mapping cannot express: aliases, repeats)."""
+    def make(folder, fx):
+        text = (ROOT / "audit" / "suites" / "data" / "fair-lending.yaml").read_text(encoding="utf-8")
+        (folder / name).write_text(edit(text), encoding="utf-8")
+        return folder / name
+    return make
+
+
+def policy_text(text: str, encoding: str = "utf-8"):
+    def make(folder, fx):
+        (folder / "policy.yaml").write_text(text, encoding=encoding)
+        return ["run", "--policy", str(folder / "policy.yaml"), "--out", str(folder / "out")]
+    return make
+
+
+def set_threshold(control: str, value):
+    return policy_file(lambda raw: raw["controls"][control].update(threshold=value))
+
+
+def first_scenario(**changes):
+    return lambda raw: raw["scenarios"][0].update(changes)
+
+
+def first_value_of(change):
+    def edit(raw):
+        change(raw["scenarios"][0]["values"])
+    return edit
+
+
+BOMB = "".join(f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]\n" for i in range(1, 9))
+ALIAS_BOMB = "a: &l0 [lol]\n" + BOMB + "id: bomb\n"
+POLICY_HEAD = "id: p\ncontrols:\n  counterfactual-shift:\n    threshold: 0.25\n"
+
+
+def bundle_field(path: tuple, value):
+    """Set one field deep in a copy of the bundle (``path``: keys and list indices)."""
+    def change(data):
+        target = data
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+    return change
+
+
+def bundle_text(text: str):
+    """``audit report`` on a copy of the audit whose bundle.json is ``text``."""
+    def make(folder, fx):
+        args = bundle_folder(lambda data: None)(folder, fx)
+        (Path(args[1]) / "bundle.json").write_text(text)
+        return args
+    return make
+
+
+def diff_with(change: Callable[[dict], object]):
+    def make(folder, fx):
+        args = bundle_folder(change)(folder, fx)
+        return ["diff", str(fx.unrendered), args[1], "--out", str(folder / "diff")]
+    return make
+
+
+def sign_as(signer: str):
+    def make(folder, fx):
+        return ["sign", str(fx.unrendered), "--key", str(folder / "absent.key"), "--signer", signer]
+    return make
+
 
 CATALOGUE: dict[str, Case] = {
     # the model
@@ -257,6 +358,149 @@ CATALOGUE: dict[str, Case] = {
     "explain: prompt longer than the context": Case(explain_with(model=short_context, prompt="Greg Baker " * 40),
                                                     ("--prompt", "context is 32 tokens")),
     "explain: output folder not writable": Case(explain_unwritable, ("--out", "not writable")),
+    # YAML constructs: aliases, repeated keys, nesting, values of the wrong type, identifiers
+    "suite: alias bomb": Case(run_on_suite(text_file("bomb.yaml", ALIAS_BOMB.encode())),
+                              ("bomb.yaml", "line 2", "aliases are not allowed")),
+    "suite: one harmless alias": Case(run_on_suite(suite_text(lambda t: t.replace(
+        "answers: {favourable: [\"Yes\"], unfavourable: [\"No\"]}",
+        "answers: {favourable: &yes [\"Yes\"], unfavourable: *yes}"))), ("suite.yaml", "alias *yes")),
+    "suite: repeated question": Case(run_on_suite(suite_text(lambda t: t + "question: Should the lender decline?\n")),
+                                     ("suite.yaml", "key 'question' repeats the key of line")),
+    "suite: repeated key in a scenario": Case(run_on_suite(suite_text(lambda t: t.replace(
+        "  - id: ", "  - id: dup\n    id: ", 1))), ("suite.yaml", "key 'id' repeats")),
+    "suite: nested 200 deep": Case(run_on_suite(text_file("deep.yaml", b"id: " + b"[" * 200 + b"]" * 200)),
+                                   ("deep.yaml", "nested deeper than 64")),
+    "suite: JSON nested past the recursion limit": Case(
+        run_on_suite(text_file("deeper.yaml", b"[" * 5000 + b"]" * 5000)), ("deeper.yaml", "nested deeper")),
+    "suite: a list where text goes in the prompt": Case(
+        run_on_suite(suite_file(first_value_of(lambda values: values.update(income=[640000, "USD"])))),
+        ("suite.yaml", "scenarios[0].values.income", "must be text or a number, got a list")),
+    "suite: a mapping as the question": Case(run_on_suite(suite_file(lambda raw: raw.update(question={"q": 1}))),
+                                             ("suite.yaml", "question", "got a mapping")),
+    "suite: an unquoted yes as an answer": Case(
+        run_on_suite(suite_file(lambda raw: raw["answers"].update(favourable=[True]))),
+        ("suite.yaml", "answers.favourable[0]", "boolean true", "quotes")),
+    "suite: a group label that is a list": Case(run_on_suite(suite_file(
+        lambda raw: next(iter(raw["attributes"].values()))["baseline"].update(race=["white", "male"]))),
+        ("suite.yaml", "baseline.race", "got a list")),
+    "suite: infinity as a value": Case(run_on_suite(suite_file(first_value_of(lambda v: v.update(income=float("inf"))))),
+                                       ("suite.yaml", "values.income", "the number inf")),
+    "suite: id with a trailing newline": Case(run_on_suite(suite_file(lambda raw: raw.update(id="fair-lending\n"))),
+                                              ("suite.yaml", "id", "lowercase")),
+    "suite: scenario id with a trailing newline": Case(run_on_suite(suite_file(first_scenario(id="s-1\n"))),
+                                                       ("suite.yaml", "scenarios[0].id", "lowercase")),
+    "suite: scenario id with a slash": Case(run_on_suite(suite_file(first_scenario(id="../etc"))),
+                                            ("suite.yaml", "scenarios[0].id")),
+    # invisible and reordering characters
+    "suite: right-to-left override in a template": Case(run_on_suite(suite_file(first_scenario(
+        template="{applicant} asks for \u202evorppa\u202c a loan of {loan}"))), ("suite.yaml", "U+202E", "line")),
+    "suite: left-to-right isolate in a name": Case(run_on_suite(suite_file(
+        lambda raw: next(iter(raw["attributes"].values()))["values"][0].update(text="Lakisha\u2066 Washington"))),
+        ("suite.yaml", "U+2066 LEFT-TO-RIGHT ISOLATE")),
+    "suite: zero-width space in the question": Case(run_on_suite(suite_file(
+        lambda raw: raw.update(question="Should the lender appro\u200bve this?"))), ("suite.yaml", "U+200B")),
+    "suite: a control character in a value": Case(run_on_suite(suite_file(first_value_of(
+        lambda v: v.update(income="$50,000\x1b[2J")))), ("suite.yaml", "U+001B")),
+    "suite: a right-to-left mark in a key": Case(run_on_suite(suite_file(
+        lambda raw: raw["scenarios"][0]["values"].update({"inc\u200fome": "1"}))), ("suite.yaml", "U+200F")),
+    "policy: pop directional formatting in the title": Case(policy_text(
+        "id: p\ntitle: \"Strict \u202c policy\"\ncontrols:\n  impact-ratio: {threshold: 0.8}\n"),
+        ("policy.yaml", "U+202C")),
+    # rows files
+    "rows: Latin-1 CSV": Case(run_on_rows("rows.csv", csv_rows("app-1,caf\xe9,$1,$2,3%,4 years\n",
+                                                                encoding="latin-1")),
+                              ("rows.csv", "line 2", "not UTF-8", "expected UTF-8")),
+    "rows: UTF-16 CSV": Case(run_on_rows("rows.csv", csv_rows(ROWS_GOOD, encoding="utf-16")),
+                             ("rows.csv", "not UTF-8")),
+    "rows: a cell over csv's field limit": Case(run_on_rows("rows.csv", csv_rows(
+        "app-1,\"" + "x" * 200_000 + "\",$1,$2,3%,4 years\n")), ("rows.csv", "line 2", "field limit")),
+    "rows: NUL in a cell": Case(run_on_rows("rows.csv", csv_rows("app-1,a ba\x00kery,$1,$2,3%,4 years\n")),
+                                ("rows.csv", "row 1", "column 'business'", "U+0000")),
+    "rows: right-to-left override in a cell": Case(run_on_rows("rows.csv", csv_rows(
+        "app-1,a \u202eyrekab,$1,$2,3%,4 years\n")), ("rows.csv", "row 1", "column 'business'", "U+202E")),
+    "rows: a row with more cells than the header": Case(run_on_rows("rows.csv", csv_rows(
+        "app-1,a bakery,$1,$2,3%,4 years,surplus\n")), ("rows.csv", "row 1", "7 cells", "6 columns")),
+    "rows: a column named twice": Case(run_on_rows("rows.csv", b"id,business,business\napp-1,a,b\n"),
+                                       ("rows.csv", "line 1", "'business' appears twice")),
+    "rows: an unclosed quote": Case(run_on_rows("rows.csv", csv_rows(ROWS_GOOD, 'app-2,"a bakery,$1\n')),
+                                    ("rows.csv", "not valid CSV")),
+    "rows: two rows with one id": Case(run_on_rows("rows.csv", csv_rows(ROWS_GOOD, ROWS_GOOD.replace("bakery", "deli"))),
+                                       ("rows.csv", "row 2", "not a unique identifier")),
+    "rows: JSONL with a list cell": Case(run_on_rows("rows.jsonl", jsonl_rows(json_row(revenue=[640000, "USD"]))),
+                                         ("rows.jsonl", "line 1", "column 'revenue'", "got a list")),
+    "rows: JSONL with an object cell": Case(run_on_rows("rows.jsonl", jsonl_rows(json_row(line={"usd": 1}))),
+                                            ("rows.jsonl", "line 1", "column 'line'", "got an object")),
+    "rows: JSONL with a boolean cell": Case(run_on_rows("rows.jsonl", jsonl_rows(GOOD_JSON_ROW, json_row(line=True))),
+                                            ("rows.jsonl", "line 2", "got a boolean")),
+    "rows: JSONL with NaN": Case(run_on_rows("rows.jsonl", jsonl_rows(GOOD_JSON_ROW.replace('"$640k"', "NaN"))),
+                                 ("rows.jsonl", "line 1", "NaN is not a JSON number")),
+    "rows: JSONL with a 5000-digit number": Case(run_on_rows("rows.jsonl", jsonl_rows(
+        GOOD_JSON_ROW.replace('"$640k"', "9" * 5000))), ("rows.jsonl", "line 1", "digits")),
+    "rows: JSONL nested past the recursion limit": Case(run_on_rows("rows.jsonl", jsonl_rows(
+        '{"id": ' + "[" * 100_000 + "]" * 100_000 + "}")), ("rows.jsonl", "line 1", "nested too deeply")),
+    "rows: JSONL not UTF-8": Case(run_on_rows("rows.jsonl", GOOD_JSON_ROW.replace("bakery", "caf\xe9").encode("latin-1")),
+                                  ("rows.jsonl", "line 1", "not UTF-8")),
+    "rows: JSONL lone surrogate": Case(run_on_rows("rows.jsonl", jsonl_rows(json_row(business="a \\ud800 shop")
+                                                                            .replace("\\\\", "\\"))),
+                                       ("rows.jsonl", "line 1", "U+D800")),
+    "rows: JSONL zero-width joiner-free invisible key": Case(run_on_rows("rows.jsonl", jsonl_rows(
+        GOOD_JSON_ROW.replace('"business"', '"busi\u2060ness"'))), ("rows.jsonl", "line 1", "U+2060")),
+    # policy thresholds against each control's range
+    "policy: negative shift threshold": Case(set_threshold("counterfactual-shift", -0.1),
+                                             ("controls.counterfactual-shift.threshold", "at least 0", "-0.1")),
+    "policy: impact ratio above 1": Case(set_threshold("impact-ratio", 1.5),
+                                         ("controls.impact-ratio.threshold", "from 0 to 1", "1.5")),
+    "policy: flip rate above 1": Case(set_threshold("decision-flip-rate", 2),
+                                      ("controls.decision-flip-rate.threshold", "from 0 to 1")),
+    "policy: infinite threshold": Case(set_threshold("counterfactual-shift", float("inf")),
+                                       ("controls.counterfactual-shift.threshold", "finite", "inf")),
+    "policy: NaN threshold": Case(set_threshold("attribution-faithfulness", float("nan")),
+                                  ("controls.attribution-faithfulness.threshold", "finite", "nan")),
+    "policy: negative share": Case(set_threshold("protected-attribution-share", -0.5),
+                                   ("controls.protected-attribution-share.threshold", "from 0 to 1")),
+    "policy: NaN answer-mass floor": Case(policy_file(
+        lambda raw: raw["controls"]["answer-reliability"].update(mass_floor=float("nan"))), ("mass_floor",)),
+    "policy: alias": Case(policy_text("id: p\nbase: &t {threshold: 0.2}\ncontrols:\n  impact-ratio: *t\n"),
+                          ("policy.yaml", "alias *t")),
+    "policy: repeated threshold": Case(policy_text(POLICY_HEAD + "    threshold: 9\n"),
+                                       ("policy.yaml", "line 5", "key 'threshold' repeats the key of line 4")),
+    "policy: a list as the title": Case(policy_text("id: p\ntitle: [a, b]\n" + POLICY_HEAD[6:]),
+                                        ("policy.yaml", "title", "must be text")),
+    "policy: Latin-1": Case(policy_text("id: caf\xe9\n", encoding="latin-1"), ("policy.yaml", "UTF-8")),
+    # flags beyond what the seeding and integration accept
+    "--seed with 22 digits": Case(run_with("--seed", "1" * 22), ("--seed", "4294967295")),
+    "--seed of 2**32": Case(run_with("--seed", str(2**32)), ("--seed", "4294967295")),
+    "--ig-steps of a billion": Case(run_with("--ig-steps", "1000000000"), ("--ig-steps", "at most 4096")),
+    "--ig-max-steps of a billion": Case(run_with("--ig-tolerance", "0.05", "--ig-max-steps", "1000000000"),
+                                        ("--ig-max-steps", "at most 4096")),
+    "--ig-tolerance nan": Case(run_with("--ig-tolerance", "nan"), ("--ig-tolerance",)),
+    "explain: --seed with 22 digits": Case(explain_with("--seed", "9" * 22), ("--seed", "4294967295")),
+    "explain: right-to-left override in the prompt": Case(explain_with(prompt="Can I \u202eworrob?"),
+                                                          ("--prompt", "U+202E")),
+    "explain: control character in the system prompt": Case(explain_with("--system", "be \x07 brief"),
+                                                            ("--system", "U+0007")),
+    "sign: right-to-left override in the signer": Case(sign_as("Jane \u202eeoD"), ("--signer", "U+202E")),
+    # bundles whose values have the wrong type
+    "bundle: a score that is a string": Case(bundle_folder(bundle_field(("cases", 0, "score"), "0.5")),
+                                             ("bundle.json", "cases[0].score", "got string")),
+    "bundle: fairness that is a list": Case(bundle_folder(bundle_field(("fairness",), [])),
+                                            ("bundle.json", "fairness", "must be object, got array")),
+    "bundle: a control status that is a number": Case(bundle_folder(bundle_field(("controls", 0, "status"), 7)),
+                                                      ("bundle.json", "controls[0].status")),
+    "bundle: a group missing its shift": Case(bundle_folder(
+        lambda data: data["fairness"]["analyses"][0]["groups"][0].pop("mean_shift")),
+        ("bundle.json", "fairness.analyses[0].groups[0].mean_shift: missing")),
+    "bundle: a verdict that is text": Case(bundle_folder(bundle_field(("verdict",), "pass")),
+                                           ("bundle.json", "verdict", "got string")),
+    "bundle: a 5000-digit number": Case(bundle_text('{"schema_version": "1.5", "n": ' + "9" * 5000 + "}"),
+                                        ("bundle.json", "not valid JSON", "digits")),
+    "bundle: nested past the recursion limit": Case(bundle_text("[" * 100_000 + "]" * 100_000),
+                                                    ("bundle.json", "nested too deeply")),
+    "diff: a candidate whose controls are a mapping": Case(diff_with(bundle_field(("controls",), {})),
+                                                           ("bundle.json", "controls", "must be array")),
+    "diff: a base whose schema version is a list": Case(
+        lambda folder, fx: ["diff", bundle_folder(bundle_field(("schema_version",), ["1.5"]))(folder, fx)[1],
+                            str(fx.unrendered), "--out", str(folder / "diff")], ("bundle.json", "schema_version")),
     # bundles
     "bundle of a newer schema": Case(bundle_folder(set_schema("9.0")), ("bundle.json", "schema_version '9.0'")),
     "bundle missing a section": Case(bundle_folder(lambda data: data.pop("controls")),

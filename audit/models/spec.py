@@ -67,7 +67,7 @@ def parse_model_spec(text: str) -> ModelSpec:
         return ModelSpec(text=text, kind="folder", path=path.resolve())
     if path.exists():
         raise ModelSpecError(f"--model: {text!r} is a file but not a .gguf file; pass a model folder, a .gguf file or a hub id")
-    if HUB_ID.match(text):
+    if HUB_ID.fullmatch(text):
         return ModelSpec(text=text, kind="hub", path=_cached_hub_folder(text))
     aliases = ", ".join(sorted(BUNDLED_MODELS))
     raise ModelSpecError(

@@ -115,8 +115,8 @@ def load_discrim_eval(spec: str) -> Suite:
     if not path.is_file():
         raise SuiteError(f"--suite: discrim-eval file {str(path)!r} does not exist")
     label = path.name
-    data = path.read_bytes()
     rows = read_rows(path, label)
+    data = path.read_bytes()
     questions: dict[int, list[dict[str, Any]]] = {}
     for row in rows:
         questions.setdefault(row["decision_question_id"], []).append(row)

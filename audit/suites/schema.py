@@ -11,15 +11,16 @@ attribute nor a key of values``.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from audit import strict_yaml
 from audit.errors import SuiteError, did_you_mean
+from audit.text_safety import check_tree
 
 SLOT_PATTERN = re.compile(r"\{([^{}]+)\}")
 SUITE_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -131,19 +132,10 @@ def load_suite(name_or_path: str) -> Suite:
     if is_discrim_eval(name_or_path):
         return load_discrim_eval(name_or_path)
     path = resolve_suite_path(name_or_path)
-    data = path.read_bytes()
     label = path.name
+    data = strict_yaml.read_bytes(path, label, SuiteError)
     bundled = name_or_path in bundled_suite_names()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise SuiteError(f"{label}: is not UTF-8 text (byte {exc.start} is {data[exc.start]:#04x}); save it as UTF-8") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise SuiteError(f"{label}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    raw = strict_yaml.load(strict_yaml.decode(data, label, SuiteError), label, SuiteError)
     if raw is None:
         raise SuiteError(f"{label}: is empty; a suite needs id, question, answers, attributes and scenarios")
     source = f"bundled:{name_or_path}" if bundled else str(path)
@@ -154,6 +146,7 @@ def parse_suite(raw: Any, *, label: str = "suite", source: str = "", sha256: str
     """Validate a suite mapping and build the dataclasses; every error names ``label: field``."""
     v = _Validator(label)
     root = v.mapping(raw, "")
+    check_tree(root, label, SuiteError)  # a mapping built in Python did not pass through strict_yaml
     v.only_keys(
         root,
         "",
@@ -164,7 +157,7 @@ def parse_suite(raw: Any, *, label: str = "suite", source: str = "", sha256: str
         },
     )
     suite_id = v.string(root, "id")
-    if not SUITE_ID_PATTERN.match(suite_id):
+    if not SUITE_ID_PATTERN.fullmatch(suite_id):
         v.fail("id", f"{suite_id!r} must be lowercase letters, digits, '.', '_' or '-'")
     answers_raw = v.mapping(v.require(root, "answers"), "answers")
     v.only_keys(answers_raw, "answers", {"favourable", "unfavourable"})
@@ -263,10 +256,10 @@ def _parse_attribute(v: "_Validator", name: str, spec: Any) -> Attribute:
 def _parse_value(v: "_Validator", item: Any, where: str, protected: tuple[str, ...]) -> AttributeValue:
     if item is None:
         v.fail(where, "is required")
-    if isinstance(item, (str, int, float)) and not isinstance(item, bool):
+    if not isinstance(item, dict):
+        text = v.scalar_text(item, where)
         if len(protected) != 1:
             v.fail(where, f"a plain value needs exactly one protected property, the attribute has {list(protected)}")
-        text = str(item)
         if not text.strip():
             v.fail(where, "must not be empty")
         return AttributeValue(text=text, groups={protected[0]: text})
@@ -277,9 +270,10 @@ def _parse_value(v: "_Validator", item: Any, where: str, protected: tuple[str, .
     for prop in protected:
         if prop not in item:
             v.fail(f"{where}.{prop}", "is required (listed under protected)")
-        groups[prop] = str(item[prop])
+        groups[prop] = v.scalar_text(item[prop], f"{where}.{prop}")
     source = item.get("source")
-    return AttributeValue(text=text, groups=groups, source=None if source is None else str(source))
+    return AttributeValue(text=text, groups=groups,
+                          source=None if source is None else v.scalar_text(source, f"{where}.source"))
 
 
 def _parse_scenario(v: "_Validator", index: int, item: Any, attribute_names: set[str]) -> Scenario:
@@ -287,11 +281,12 @@ def _parse_scenario(v: "_Validator", index: int, item: Any, attribute_names: set
     item = v.mapping(item, where)
     v.only_keys(item, where, {"id", "title", "template", "values"})
     scenario_id = v.string(item, "id", prefix=where + ".")
-    if not SUITE_ID_PATTERN.match(scenario_id):
+    if not SUITE_ID_PATTERN.fullmatch(scenario_id):
         v.fail(f"{where}.id", f"{scenario_id!r} must be lowercase letters, digits, '.', '_' or '-'")
     template = v.string(item, "template", prefix=where + ".")
     values_raw = item.get("values") or {}
-    values = {str(k): str(val) for k, val in v.mapping(values_raw, f"{where}.values").items()}
+    values = {str(k): v.scalar_text(val, f"{where}.values.{k}")
+              for k, val in v.mapping(values_raw, f"{where}.values").items()}
     for slot in SLOT_PATTERN.findall(template):
         if slot not in attribute_names and slot not in values:
             v.fail(f"{where}.template", f"slot {{{slot}}} is neither an attribute nor a key of values")
@@ -342,10 +337,7 @@ class _Validator:
             if required:
                 self.fail(prefix + key, "is required")
             return ""
-        value = mapping[key]
-        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            self.fail(prefix + key, f"must be a string, got {type(value).__name__}")
-        value = str(value)
+        value = self.scalar_text(mapping[key], prefix + key)
         if not allow_empty and not value.strip():
             self.fail(prefix + key, "must not be empty")
         return value
@@ -358,8 +350,30 @@ class _Validator:
         value = mapping[key]
         if isinstance(value, str):
             value = [value]
-        if not isinstance(value, list) or not all(isinstance(x, (str, int, float)) for x in value):
-            self.fail(prefix + key, "must be a list of strings")
+        if not isinstance(value, list):
+            self.fail(prefix + key, f"must be a list of strings, got {_kind(value)}")
         if required and not value:
             self.fail(prefix + key, "must not be empty")
-        return [str(x) for x in value]
+        return [self.scalar_text(x, f"{prefix}{key}[{i}]") for i, x in enumerate(value)]
+
+    def scalar_text(self, value: Any, where: str) -> str:
+        """A string, or a finite number written as text; a list, mapping, boolean, date or null is refused, so
+        that ``[640000, 'USD']`` or ``True`` never reaches a prompt."""
+        if isinstance(value, str):
+            return value
+        if isinstance(value, bool):
+            self.fail(where, f"must be text, got the boolean {str(value).lower()} (YAML reads unquoted yes, no, on "
+                             "and off as booleans: put the word in quotes)")
+        if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
+            return str(value)
+        self.fail(where, f"must be text or a number, got {_kind(value)}")
+
+
+def _kind(value: Any) -> str:
+    """How a YAML value reads to its author: 'a list', 'a mapping', 'null', 'the number inf', 'a date'."""
+    if value is None:
+        return "null"
+    if isinstance(value, float):
+        return f"the number {value}"
+    names = {list: "a list", dict: "a mapping", bytes: "binary data"}
+    return next((name for kind, name in names.items() if isinstance(value, kind)), f"a {type(value).__name__}")

@@ -65,3 +65,22 @@ def test_rows_need_an_existing_table_and_a_one_scenario_suite(template, tmp_path
         apply_rows(template, str(tmp_path / "apps.xlsx"))
     with pytest.raises(SuiteError, match="must have exactly one scenario.*has 12"):
         apply_rows(load_suite("fair-lending"), str(EXAMPLE / "applications.csv"))
+
+
+def test_a_csv_saved_by_excel_with_a_byte_order_mark_keeps_its_id_column(template, tmp_path):
+    """Excel's "CSV UTF-8" starts the file with U+FEFF; the first column must still be found by its name."""
+    excel = tmp_path / "excel.csv"
+    excel.write_bytes(b"\xef\xbb\xbf" + (EXAMPLE / "applications.csv").read_bytes().replace(b"\n", b"\r\n"))
+    plain = apply_rows(template, str(EXAMPLE / "applications.csv"))
+    assert [s.id for s in apply_rows(template, str(excel)).scenarios] == [s.id for s in plain.scenarios]
+    assert [s.values for s in apply_rows(template, str(excel)).scenarios] == [s.values for s in plain.scenarios]
+
+
+def test_names_in_persian_and_hindi_keep_their_zero_width_joiners(template, tmp_path):
+    """ZWNJ and ZWJ spell words (Persian, Devanagari, emoji) and reorder nothing: they are not refused."""
+    rows = tmp_path / "rows.csv"
+    rows.write_text("id,business,line,revenue,utilisation,years trading\n"
+                    "a-1,\u0645\u06cc\u200c\u062e\u0627\u0646\u0647 cafe,$1,$2,3%,4 years\n"
+                    "a-2,\u0915\u094d\u200d\u0937 traders,$1,$2,3%,4 years\n", encoding="utf-8")
+    suite = apply_rows(template, str(rows))
+    assert "\u200c" in suite.scenarios[0].values["business"] and "\u200d" in suite.scenarios[1].values["business"]
