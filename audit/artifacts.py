@@ -7,6 +7,9 @@ whole shape of an audit folder: ``audit verify`` refuses a manifest that lists a
 
 from __future__ import annotations
 
+import functools
+import json
+
 from audit.evidence import BUNDLE_FILE, EvidenceBundle
 from audit.junit import JUNIT_FILE, render_junit
 
@@ -30,13 +33,24 @@ def recorded_artifacts(bundle: EvidenceBundle) -> list[str]:
 
 
 def render_artifacts(bundle: EvidenceBundle, *, report: bool = True) -> dict[str, bytes]:
-    """File name -> bytes of every artifact of ``bundle``; ``report=False`` leaves out the HTML and PDF."""
+    """File name -> bytes of every artifact of ``bundle``; ``report=False`` leaves out the HTML and PDF.
+
+    The artifacts are rendered from ``bundle.json``'s bytes (``bundle.to_json()``), not from the object: a value
+    the JSON writes differently (NaN as null) renders the same for ``audit run`` as for a later ``audit verify``.
+    Rendering is a pure function of those bytes, so the last few renders are kept (a validator's verify after
+    a sign, a test suite's many tamperings of one audit render the 40-page PDF once)."""
+    return dict(_render(bundle.to_json(), report))
+
+
+@functools.lru_cache(maxsize=4)
+def _render(bundle_json: bytes, report: bool) -> tuple[tuple[str, bytes], ...]:
+    bundle = EvidenceBundle(**json.loads(bundle_json))
     files = {JUNIT_FILE: render_junit(bundle)}
     if report:
         from audit.report import render_report
 
         files.update(render_report(bundle))
-    return files
+    return tuple(files.items())
 
 
 def audit_files(bundle: EvidenceBundle, *, report: bool) -> dict[str, bytes]:

@@ -200,3 +200,12 @@ def unrendered(tmp_path_factory, tiny_llama_dir) -> Path:
     audit.run(model=str(tiny_llama_dir), out=out, limit=1, ig_steps=2, methods="ig", quiet=True, render=False,
               format_sensitivity="off", patching_pairs=1)
     return out
+
+
+@pytest.fixture(scope="session")
+def another_audited(tmp_path_factory, tiny_llama_dir) -> Path:
+    """A second rendered audit (another suite), whose files a forger could swap into the first."""
+    out = tmp_path_factory.mktemp("another") / "out"
+    audit.run(model=str(tiny_llama_dir), suite="employment-screening", out=out, limit=1, ig_steps=2, methods="ig",
+              quiet=True, format_sensitivity="off", patching_pairs=1)
+    return out

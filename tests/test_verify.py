@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -139,3 +140,136 @@ def test_the_audited_model_matches_and_another_model_does_not(unrendered, tiny_l
     result = verify(unrendered, "--model", other)
     assert result.exit_code == 1
     assert "is not the audited model" in result.output and "differs in weights" in result.output
+
+
+# Every artifact, every way a forger can treat it ----------------------------------------------------------------
+
+ARTIFACTS = ("bundle.json", "junit.xml", "report.html", "report.pdf")
+
+
+def manifest_lines(folder: Path) -> dict[str, str]:
+    return {line.split("  ", 1)[1]: line for line in (folder / MANIFEST_FILE).read_text().splitlines()}
+
+
+def write_manifest(folder: Path, lines: dict[str, str]) -> None:
+    (folder / MANIFEST_FILE).write_text("".join(f"{line}\n" for line in lines.values()))
+
+
+def delete(folder, name, other):
+    (folder / name).unlink()
+
+
+def swap(folder, name, other):
+    shutil.copyfile(other / name, folder / name)
+
+
+def swap_and_drop_its_line(folder, name, other):
+    swap(folder, name, other)
+    drop_its_line(folder, name, other)
+
+
+def drop_its_line(folder, name, other):
+    lines = manifest_lines(folder)
+    del lines[name]
+    write_manifest(folder, lines)
+
+
+def swap_and_rehash(folder, name, other):
+    """The careful forger: another audit's file, the manifest recomputed to match it."""
+    swap(folder, name, other)
+    write_manifest(folder, {**manifest_lines(folder), name: manifest_text(folder, [name]).rstrip("\n")})
+
+
+TAMPERINGS = {"deleted": delete, "swapped with another audit's": swap,
+              "swapped and its manifest line deleted": swap_and_drop_its_line,
+              "its manifest line deleted": drop_its_line, "swapped with the manifest recomputed": swap_and_rehash}
+
+
+@pytest.mark.parametrize("tampering", list(TAMPERINGS))
+@pytest.mark.parametrize("artifact", ARTIFACTS)
+def test_every_artifact_tampered_every_way_is_caught_and_named(audited, another_audited, tmp_path, artifact,
+                                                                tampering):
+    folder = copy_of(audited, tmp_path)
+    TAMPERINGS[tampering](folder, artifact, another_audited)
+    result = CliRunner().invoke(main, ["verify", str(folder)])
+    assert result.exit_code in (1, 2), result.output
+    named = [line for line in result.output.splitlines() if line.startswith(("CHANGED", "audit: error"))]
+    assert named and any(artifact in line for line in named), result.output
+    assert "intact" not in result.output.splitlines()[-1]
+
+
+@pytest.mark.parametrize("name", ["notes.txt", "report-final.pdf", "attestation.intoto.jsonl"])
+def test_a_file_added_with_its_own_manifest_line_is_tampering(unrendered, tmp_path, name):
+    folder = copy_of(unrendered, tmp_path)
+    (folder / name).write_text("approved by the board\n")
+    write_manifest(folder, {**manifest_lines(folder), name: manifest_text(folder, [name]).rstrip("\n")})
+    result = verify(folder)
+    assert result.exit_code == 1
+    assert f"CHANGED  {name}: listed in the manifest, but no audit writes a file of that name" in result.output
+
+
+@pytest.mark.parametrize("name", ["notes.txt", "report.pdf", "attestation.intoto.jsonl"])
+def test_a_file_added_without_a_manifest_line_is_tampering(unrendered, tmp_path, name):
+    """An unrendered audit records no report: a report.pdf beside it is not its report, whatever it says."""
+    folder = copy_of(unrendered, tmp_path)
+    (folder / name).write_text("x")
+    result = verify(folder)
+    assert result.exit_code == 1
+    assert any(line.startswith(f"CHANGED  {name}: ") for line in result.output.splitlines()), result.output
+
+
+def test_a_report_listed_for_an_audit_that_recorded_none_is_tampering(unrendered, another_audited, tmp_path):
+    folder = copy_of(unrendered, tmp_path)
+    for name in ("report.html", "report.pdf"):
+        swap_and_rehash(folder, name, another_audited)
+    result = verify(folder)
+    assert result.exit_code == 1
+    assert "CHANGED  report.pdf: listed in the manifest, but bundle.json records no such artifact" in result.output
+
+
+def test_an_audit_rerun_into_its_folder_leaves_no_stale_report_or_signature(audited, tiny_llama_dir, tmp_path):
+    import audit
+
+    folder = copy_of(audited, tmp_path)
+    (folder / "attestation.intoto.jsonl").write_text("{}\n")
+    audit.run(model=str(tiny_llama_dir), out=folder, limit=1, ig_steps=2, methods="ig", quiet=True, render=False,
+              format_sensitivity="off", patching_pairs=1)
+    assert sorted(p.name for p in folder.iterdir()) == ["bundle.json", "junit.xml", "manifest.sha256"]
+    assert verify(folder).exit_code == 0
+
+
+# Every top-level field of the bundle, of the wrong type or missing, with the manifest kept in step --------------
+
+def wrong_type(value):
+    """A JSON value of another type than ``value``'s."""
+    if isinstance(value, dict):
+        return [value]
+    if isinstance(value, list):
+        return {"items": value}
+    if isinstance(value, str):
+        return 7
+    return "7"
+
+
+BUNDLE_FIELDS = [f.name for f in dataclasses.fields(EvidenceBundle)]
+
+
+@pytest.mark.parametrize("change", ["wrong type", "missing"])
+@pytest.mark.parametrize("name", BUNDLE_FIELDS)
+def test_every_bundle_field_of_the_wrong_type_or_missing_is_named(unrendered, tmp_path, name, change):
+    folder = copy_of(unrendered, tmp_path)
+    data = json.loads((folder / BUNDLE_FILE).read_text())
+    if change == "missing":
+        del data[name]
+    else:
+        data[name] = wrong_type(data[name]) if data[name] is not None else "7"
+    (folder / BUNDLE_FILE).write_text(json.dumps(data))
+    write_manifest(folder, {**manifest_lines(folder), BUNDLE_FILE: manifest_text(folder, [BUNDLE_FILE]).rstrip("\n")})
+    result = CliRunner().invoke(main, ["verify", str(folder)])
+    assert result.exit_code in (1, 2), result.output
+    assert name in result.output and "Traceback" not in result.output
+    for command in (["report", str(folder), "--out", str(tmp_path / "again")],
+                    ["diff", str(unrendered), str(folder), "--out", str(tmp_path / "diff")]):
+        again = CliRunner().invoke(main, command)
+        assert again.exit_code == 2 and name in again.stderr, (command, again.output)
+    assert not (tmp_path / "again").exists() and not (tmp_path / "diff").exists()
