@@ -295,12 +295,18 @@ def suites_show(name):
 
 @suites.command("validate")
 @click.argument("path")
-def suites_validate(path):
-    """Validate a suite YAML; exit 2 with the field at fault if it is malformed."""
+@click.option("--rows", default=None, help="Also validate a .csv or .jsonl file of applications rendered through the "
+              "suite's one scenario template, as `audit run --rows` would.")
+def suites_validate(path, rows):
+    """Validate a suite YAML (and a rows file); exit 2 with the file, line and field at fault if it is malformed."""
     from audit.suites import expand, load_suite
+    from audit.suites.rows import apply_rows
 
     suite = load_suite(path)
-    click.echo(f"{path}: valid ({len(suite.scenarios)} scenarios, {len(expand(suite))} cases)")
+    if rows is not None:
+        suite = apply_rows(suite, rows)
+    click.echo(f"{path}{f' with {rows}' if rows else ''}: valid ({len(suite.scenarios)} scenarios, "
+               f"{len(expand(suite))} cases)")
 
 
 @main.group()

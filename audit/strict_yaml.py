@@ -10,7 +10,8 @@
   than ``MAX_DEPTH`` is refused.
 
 Every string scalar is also checked for characters that hide or reorder text (``audit.text_safety``), with
-the line and column of the character. PyYAML has no option for any of these, hence the subclass; errors
+the line and column of the character, and dates are read as the text they are written as. PyYAML has no option
+for any of these, hence the subclass; errors
 name the file and the line, as ``<label>: line N, column C: <problem>``.
 """
 
@@ -81,6 +82,15 @@ class StrictLoader(yaml.SafeLoader):
             raise StrictYAMLError(position, f"{describe(value[index])}, an invisible or control character that "
                                                 "can hide or reorder text in the report; remove it")
         return value
+
+
+def _timestamp_as_text(loader: StrictLoader, node) -> str:
+    """A date stays the text it was written as: suites and policies hold no dates, and PyYAML's own timestamp
+    constructor raises ``ValueError`` on ``2024-02-30`` and ``AttributeError`` on an explicit ``!!timestamp``."""
+    return loader.construct_scalar(node)
+
+
+StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
 
 
 def load(text: str, label: str, error: type[Exception]) -> Any:

@@ -102,3 +102,20 @@ def test_faithfulness_readings_separate_methods_that_beat_random():
 def test_the_report_states_whether_pickle_or_remote_code_was_allowed(hostile_audit):
     html = hostile_audit.paths["report.html"].read_text()
     assert "pickle weight files refused; code shipped with the model refused; offline (HF_HUB_OFFLINE=1)" in html
+
+
+def test_bidi_overrides_from_the_model_are_shown_not_obeyed_in_the_pdf(audited):
+    """Model text cannot be refused like suite text: a model whose name carries a right-to-left override and a
+    zero-width space is shown with both written out, and the page never holds the raw characters."""
+    from io import BytesIO
+
+    from pypdf import PdfReader
+
+    from audit.report import render_report
+
+    bundle = read_bundle(audited)
+    bundle.model = {**bundle.model, "spec": "bank/credit-\u202eledom\u202c-v2\u200b"}
+    pages = [page.extract_text() for page in PdfReader(BytesIO(render_report(bundle)["report.pdf"])).pages]
+    text = "\n".join(pages)
+    assert "credit-[U+202E]ledom[U+202C]-v2[U+200B]" in text.replace("\n", "")
+    assert not any(c in text for c in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200b")
