@@ -210,6 +210,16 @@ def verify(folder, model, pubkey, allow_pickle, trust_remote_code):
 
 
 @main.command()
+@click.argument("kind", type=click.Choice(["bundle", "explanation"]), default="bundle")
+def schema(kind):
+    """Print the JSON Schema (draft 2020-12) of bundle.json, or of explanation.json, for other tools to validate
+    against."""
+    from importlib import resources
+
+    click.echo((resources.files("audit.schemas") / f"{kind}.schema.json").read_text(encoding="utf-8"), nl=False)
+
+
+@main.command()
 @click.argument("base", type=click.Path(path_type=Path))
 @click.argument("candidate", type=click.Path(path_type=Path))
 @click.option("--out", default="audit-diff", show_default=True, type=click.Path(file_okay=False, path_type=Path),

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
-from audit.controls import Measurement
+from audit.controls import CONTROLS, Measurement
 from audit.errors import PolicyError
 from audit.policy import judge, load_policy, parse_policy, verdict
 from tests.conftest import write_yaml
@@ -97,3 +100,30 @@ def test_a_group_below_the_minimum_sample_size_cannot_pass_or_fail():
     with pytest.raises(PolicyError, match="p.yaml: min_group_cases: must be a whole number"):
         parse_policy({"id": "p", "min_group_cases": -1, "controls": {"impact-ratio": {"threshold": 0.8}}},
                      label="p.yaml")
+
+
+def range_in_words(low, high) -> str:
+    if low is None and high is None:
+        return "any"
+    if high is None:
+        return f"{low:g} or more"
+    return f"{low:g} to {high:g}"
+
+
+def test_the_documented_threshold_ranges_are_the_controls_own():
+    table = (Path(__file__).resolve().parents[1] / "docs" / "policies.md").read_text()
+    documented = dict(re.findall(r"^\| `([a-z-]+)` \|[^|]*\| at (?:most|least) \| ([^|]+) \|", table, re.M))
+    assert documented == {cid: range_in_words(*c.threshold_range) for cid, c in CONTROLS.items()}
+
+
+@pytest.mark.parametrize("cid", ["counterfactual-shift", "impact-ratio", "decision-flip-rate",
+                                 "protected-attribution-share", "attribution-faithfulness"])
+def test_a_threshold_outside_its_controls_range_or_not_finite_is_refused(cid):
+    low, high = CONTROLS[cid].threshold_range
+    outside = [float("inf"), float("-inf"), float("nan")] + ([low - 0.01] if low is not None else []) + \
+        ([high + 0.01] if high is not None else [])
+    for threshold in outside:
+        with pytest.raises(PolicyError, match=f"controls.{cid}.threshold"):
+            parse_policy({"id": "p", "controls": {cid: {"threshold": threshold}}}, label="p.yaml")
+    inside = 0.0 if low is None else (low if high is None else (low + high) / 2)
+    assert parse_policy({"id": "p", "controls": {cid: {"threshold": inside}}}, label="p.yaml").controls[cid]

@@ -84,6 +84,7 @@ def load_model(
     accelerate instead of moving it to ``device``; inputs then enter at the embedding layer's device.
     """
     import torch
+    from huggingface_hub.errors import StrictDataclassError
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
     from audit.models.batching import BatchBudget
@@ -100,13 +101,13 @@ def load_model(
 
     try:
         config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, TypeError, StrictDataclassError) as exc:  # a config field of the wrong type
         if not trust_remote_code and _names_remote_code(folder):
             raise ModelSpecError(
                 f"--model: {spec.text!r} needs code shipped with the weights (auto_map in config.json), which is "
                 "refused; pass --trust-remote-code only if you trust the source"
             ) from None
-        raise ModelSpecError(f"--model: {spec.text!r} could not be loaded: {str(exc).splitlines()[0]}") from None
+        raise ModelSpecError(f"--model: {spec.text!r} could not be loaded: {_first_line(exc)}") from None
     architectures = list(getattr(config, "architectures", None) or [])
     family = "classifier" if any(a.endswith("ForSequenceClassification") for a in architectures) else "causal-lm"
     auto_class = AutoModelForSequenceClassification if family == "classifier" else AutoModelForCausalLM
@@ -120,8 +121,8 @@ def load_model(
             **({"device_map": device_map} if device_map else {}),
         )
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code, local_files_only=True)
-    except (OSError, ValueError) as exc:
-        raise ModelSpecError(f"--model: {spec.text!r} could not be loaded: {str(exc).splitlines()[0]}") from None
+    except (OSError, ValueError, RuntimeError, StrictDataclassError) as exc:  # RuntimeError: weights of other shapes
+        raise ModelSpecError(f"--model: {spec.text!r} could not be loaded: {_first_line(exc)}") from None
     if not getattr(tokenizer, "is_fast", False):
         raise ModelSpecError(
             f"--model: {spec.text!r} has no fast tokenizer (tokenizer.json); audits need character offsets to align words"
@@ -305,3 +306,8 @@ def _license(folder: Path, spec: ModelSpec, source_gguf: dict | None) -> str | N
         if (folder / name).is_file():
             return f"see {name} in the model folder"
     return None
+
+
+def _first_line(exc: Exception) -> str:
+    """The first non-blank line of a library's error, or its class where it says nothing."""
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
