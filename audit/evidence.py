@@ -31,7 +31,6 @@ from audit.hashing import sha256_file
 # 1.5 run.artifacts: the files the audit folder holds beside bundle.json (older bundles: junit.xml and the report).
 SCHEMA_VERSION = "1.5"
 SUPPORTED_SCHEMAS = ("1.0", "1.1", "1.2", "1.3", "1.4", "1.5")
-SCHEMA_FILE = "bundle.schema.json"  # in the package audit.schemas
 BUNDLE_FILE = "bundle.json"
 MANIFEST_FILE = "manifest.sha256"
 RECORDED_PACKAGES = (
@@ -75,39 +74,43 @@ class EvidenceBundle:
             raise BundleError(
                 f"{label}: schema_version {_short(repr(version))} is not supported (supported: {', '.join(SUPPORTED_SCHEMAS)})"
             )
-        problem = schema_problem(data)
+        problem = schema_problem(data, "bundle")
         if problem is not None:
             raise BundleError(f"{label}: {problem}")
         return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
 @functools.cache
-def bundle_schema() -> dict[str, Any]:
-    """The bundle's JSON Schema (draft 2020-12), shipped as ``audit/schemas/bundle.schema.json`` for other tools."""
-    return json.loads((resources.files("audit.schemas") / SCHEMA_FILE).read_text(encoding="utf-8"))
+def json_schema(name: str = "bundle") -> dict[str, Any]:
+    """A record's JSON Schema (draft 2020-12), shipped as ``audit/schemas/<name>.schema.json`` for other tools."""
+    return json.loads((resources.files("audit.schemas") / f"{name}.schema.json").read_text(encoding="utf-8"))
 
 
 @functools.cache
-def _validator():
-    from jsonschema import Draft202012Validator
+def _validator(name: str):
+    """Draft 2020-12, with "integer" meaning a JSON integer only: the standard also counts ``2.0``, which a
+    reader that slices or indexes with it cannot use."""
+    from jsonschema import Draft202012Validator, validators
 
-    return Draft202012Validator(bundle_schema())
+    integers_only = Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda checker, value: isinstance(value, int) and not isinstance(value, bool))
+    return validators.extend(Draft202012Validator, type_checker=integers_only)(json_schema(name))
 
 
-def schema_problem(data: Any) -> str | None:
-    """The first place where ``data`` breaks the bundle's JSON Schema, as ``cases[3].score: must be number or
+def schema_problem(data: Any, name: str = "bundle") -> str | None:
+    """The first place where ``data`` breaks the JSON Schema ``name``, as ``cases[3].score: must be number or
     null, got string``; None when it matches. Every reader of a bundle (report, verify, diff, sign) checks this
     before it reads a field, so a hostile bundle is refused with its field named instead of crashing a reader."""
     from jsonschema.exceptions import best_match
 
-    error = best_match(_validator().iter_errors(data))
+    error = best_match(_validator(name).iter_errors(data))
     if error is None:
         return None
     path = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error.absolute_path).lstrip(".")
     where = f"{path}: " if path else ""
     if error.validator == "required":
         missing = next(key for key in error.validator_value if key not in error.instance)
-        return f"{path + '.' if path else ''}{missing}: missing from the bundle"
+        return f"{path + '.' if path else ''}{missing}: missing from the {name}"
     if error.validator == "type":
         expected = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
         return f"{where}must be {' or '.join(expected)}, got {_json_type(error.instance)}"
@@ -143,23 +146,38 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def read_bundle(path: str | Path) -> EvidenceBundle:
-    path = Path(path)
-    if path.is_dir():
-        path = path / BUNDLE_FILE
-    if not path.is_file():
-        raise BundleError(f"{path}: no evidence bundle there")
+def read_json(path: Path) -> Any:
+    """The JSON value in ``path``, read as strictly as it was written: UTF-8, no ``NaN`` or ``Infinity`` (the tool
+    writes them as null), no number that overflows a float (``1e400``), and ``BundleError`` naming the file for
+    anything unreadable (a number of more digits than Python converts, nesting past the recursion limit)."""
+    def finite(text: str) -> float:
+        value = float(text)
+        if not math.isfinite(value):
+            raise ValueError(f"{text[:20]} is not a finite number")
+        return value
+
+    def no_constant(name: str):
+        raise ValueError(f"{name} is not a JSON number")
+
     try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
+        return json.loads(path.read_bytes().decode("utf-8"), parse_float=finite, parse_constant=no_constant)
     except OSError as exc:
         raise BundleError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     except UnicodeDecodeError as exc:
         raise BundleError(f"{path}: is not UTF-8 text (byte {exc.start})") from None
     except RecursionError:
         raise BundleError(f"{path}: is not a bundle (JSON nested too deeply)") from None
-    except ValueError as exc:  # json.JSONDecodeError, or a number of more digits than Python converts
+    except ValueError as exc:  # json.JSONDecodeError, a non-finite number, more digits than Python converts
         raise BundleError(f"{path}: is not valid JSON ({_short(str(exc).split(';')[0], 120)})") from None
-    return EvidenceBundle.from_dict(data, label=str(path))
+
+
+def read_bundle(path: str | Path) -> EvidenceBundle:
+    path = Path(path)
+    if path.is_dir():
+        path = path / BUNDLE_FILE
+    if not path.is_file():
+        raise BundleError(f"{path}: no evidence bundle there")
+    return EvidenceBundle.from_dict(read_json(path), label=str(path))
 
 
 def utc_now() -> str:

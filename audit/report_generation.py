@@ -13,7 +13,6 @@ token the completeness gap and the share of |attribution| on the prompt and on e
 
 from __future__ import annotations
 
-import json
 import math
 import shlex
 from pathlib import Path
@@ -25,6 +24,7 @@ from markupsafe import Markup
 
 from audit import charts
 from audit.errors import BundleError
+from audit.evidence import BUNDLE_FILE, json_bytes, read_json, schema_problem, write_outputs
 from audit.report_view import ATTRIBUTION_PARAM_LABELS, NA, shade
 from explainers.spans import align_words
 
@@ -48,24 +48,45 @@ def read_explanation(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if path.is_dir():
         path = path / EXPLANATION_FILE
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BundleError(f"{path}: no explanation there") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BundleError(f"{path}: is not valid JSON ({exc})") from None
+    if not path.is_file():
+        raise BundleError(f"{path}: no explanation there")
+    record = read_json(path)
     if not isinstance(record, dict) or record.get("kind") != KIND:
         raise BundleError(f"{path}: is not an explanation of a generated answer (kind {KIND!r})")
     if record.get("schema_version") not in SUPPORTED_SCHEMAS:
         raise BundleError(f"{path}: schema_version {record.get('schema_version')!r} is not supported "
                           f"(supported: {', '.join(SUPPORTED_SCHEMAS)})")
+    problem = schema_problem(record, "explanation") or _inconsistency(record)
+    if problem is not None:
+        raise BundleError(f"{path}: {problem}")
     return record
+
+
+def _inconsistency(record: dict[str, Any]) -> str | None:
+    """What the JSON Schema cannot say: the lengths and indices that must agree across fields."""
+    tokens, attribution = record["tokens"], record["attribution"]
+    rows, sources = len(tokens["generated"]), attribution["sources"]
+    texts = {"prompt": record["prompt"]["text"], "answer": record["generation"]["text"]}
+    for name, kind in (("prompt", "prompt"), ("generated", "answer")):
+        for index, token in enumerate(tokens[name]):
+            start, end = token["chars"]
+            if not start <= end <= len(texts[kind]):
+                return f"tokens.{name}[{index}].chars: {token['chars']} is outside the {kind}'s text"
+    for index, source in enumerate(sources):
+        pool = tokens["prompt"] if source["kind"] == "prompt" else tokens["generated"]
+        if not 0 <= source["index"] < len(pool):
+            return f"attribution.sources[{index}].index: {source['index']} names no {source['kind']} token"
+    if len(attribution["matrix"]) != rows or any(len(row) != len(sources) for row in attribution["matrix"]):
+        return f"attribution.matrix: must have one row per generated token ({rows}) of one cell per source " \
+               f"({len(sources)})"
+    for name in ("log_probs", "reference_log_probs", "completeness"):
+        if attribution[name] is not None and len(attribution[name]) != rows:
+            return f"attribution.{name}: has {len(attribution[name])} entries for {rows} generated tokens"
+    return None
 
 
 def holds_explanation(path: Path) -> bool:
     """Whether ``audit report PATH`` means an explanation: explanation.json, or a folder with it and no bundle."""
-    from audit.evidence import BUNDLE_FILE
-
     if path.is_dir():
         return (path / EXPLANATION_FILE).is_file() and not (path / BUNDLE_FILE).is_file()
     return path.name == EXPLANATION_FILE
@@ -73,8 +94,6 @@ def holds_explanation(path: Path) -> bool:
 
 def rerender(path: Path, out: Path | None = None) -> dict[str, Path]:
     """Render the explanation at ``path`` again into ``out`` (default: its folder), without the model."""
-    from audit.evidence import json_bytes, write_outputs
-
     record = read_explanation(path)
     folder = out or (path if path.is_dir() else path.parent)
     return write_outputs(folder, {EXPLANATION_FILE: json_bytes(record), **render_explanation(record)})

@@ -101,7 +101,7 @@ def load(text: str, label: str, error: type[Exception]) -> Any:
         raise error(f"{label}: {exc.position}: {exc.problem}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}:" if mark else ""
+        where = f" line {mark.line + 1}" if mark else ""
         raise error(f"{label}:{where} is not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
 
 

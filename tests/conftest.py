@@ -209,3 +209,14 @@ def another_audited(tmp_path_factory, tiny_llama_dir) -> Path:
     audit.run(model=str(tiny_llama_dir), suite="employment-screening", out=out, limit=1, ig_steps=2, methods="ig",
               quiet=True, format_sensitivity="off", patching_pairs=1)
     return out
+
+
+@pytest.fixture(scope="session")
+def explanation_folder(tmp_path_factory, tiny_llama_dir) -> Path:
+    """An ``audit explain`` folder of the tiny Llama (four answer tokens, Integrated Gradients)."""
+    from audit.generation import explain
+
+    out = tmp_path_factory.mktemp("explanation") / "out"
+    explain(model=str(tiny_llama_dir), prompt="Should the lender approve Greg Baker?", max_new_tokens=4, ig_steps=4,
+            out=out, quiet=True)
+    return out

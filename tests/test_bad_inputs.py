@@ -273,12 +273,30 @@ def bundle_field(path: tuple, value):
     return change
 
 
+def _with_text(args: list[str], name: str, edit: Callable[[str], str]) -> list[str]:
+    """``args`` (a command on a folder), with the file ``name`` in that folder edited as text."""
+    path = Path(args[1]) / name
+    path.write_text(edit(path.read_text()))
+    return args
+
+
 def bundle_text(text: str):
     """``audit report`` on a copy of the audit whose bundle.json is ``text``."""
     def make(folder, fx):
         args = bundle_folder(lambda data: None)(folder, fx)
         (Path(args[1]) / "bundle.json").write_text(text)
         return args
+    return make
+
+
+def explanation_with(change: Callable[[dict], object]):
+    """``audit report`` on a copy of an explanation folder whose explanation.json was changed."""
+    def make(folder, fx):
+        target = Path(shutil.copytree(fx.explanation_folder, folder / "explained"))
+        record = json.loads((target / "explanation.json").read_text())
+        change(record)
+        (target / "explanation.json").write_text(json.dumps(record))
+        return ["report", str(target)]
     return make
 
 
@@ -496,6 +514,23 @@ CATALOGUE: dict[str, Case] = {
                                         ("bundle.json", "not valid JSON", "digits")),
     "bundle: nested past the recursion limit": Case(bundle_text("[" * 100_000 + "]" * 100_000),
                                                     ("bundle.json", "nested too deeply")),
+    "explanation: a token score that is text": Case(explanation_with(bundle_field(("attribution", "matrix", 0, 0), "1")),
+                                                    ("explanation.json", "attribution.matrix[0][0]")),
+    "explanation: the answer's tokens missing": Case(explanation_with(lambda r: r["tokens"].pop("generated")),
+                                                     ("explanation.json", "tokens.generated: missing")),
+    "explanation: a matrix row too short": Case(explanation_with(lambda r: r["attribution"]["matrix"][0].pop()),
+                                                ("explanation.json", "attribution.matrix", "one row per")),
+    "explanation: a source index past the prompt": Case(explanation_with(
+        bundle_field(("attribution", "sources", 0, "index"), 10**6)), ("explanation.json", "sources[0].index")),
+    "explanation: character span as floats": Case(explanation_with(
+        bundle_field(("tokens", "prompt", 0, "chars"), [0.0, 1.0])), ("explanation.json", "tokens.prompt[0].chars")),
+    "explanation: Infinity as a log-probability": Case(
+        lambda folder, fx: _with_text(explanation_with(lambda r: None)(folder, fx), "explanation.json",
+                                      lambda t: t.replace('"log_probs": [', '"log_probs": [Infinity, ', 1)),
+        ("explanation.json", "Infinity is not a JSON number")),
+    "bundle: 1e400 as a score": Case(lambda folder, fx: _with_text(bundle_folder(lambda d: None)(folder, fx), "bundle.json",
+                                                                   lambda t: t.replace('"score": ', '"score": 1e400, "x": ', 1)),
+                                     ("bundle.json", "1e400 is not a finite number")),
     "diff: a candidate whose controls are a mapping": Case(diff_with(bundle_field(("controls",), {})),
                                                            ("bundle.json", "controls", "must be array")),
     "diff: a base whose schema version is a list": Case(

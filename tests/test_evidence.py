@@ -60,3 +60,24 @@ def test_output_path_that_is_a_file_is_refused(tmp_path):
     target.write_text("x")
     with pytest.raises(AuditError, match="--out: .*taken exists and is not a folder"):
         write_outputs(target, {"bundle.json": b"{}"})
+
+
+@pytest.mark.parametrize("kind", ["bundle", "explanation"])
+def test_the_shipped_json_schemas_are_valid_and_printed_for_other_tools(kind):
+    from click.testing import CliRunner
+    from jsonschema import Draft202012Validator
+
+    from audit.cli import main
+
+    printed = CliRunner().invoke(main, ["schema", kind])
+    assert printed.exit_code == 0
+    Draft202012Validator.check_schema(json.loads(printed.output))
+
+
+def test_a_count_written_as_a_float_is_refused_with_its_field(unrendered, tmp_path):
+    """JSON Schema's "integer" admits 2.0; a reader that indexes or slices with it cannot use it."""
+    data = read_bundle(unrendered).to_dict()
+    data["cases"][0]["n_tokens"] = float(data["cases"][0]["n_tokens"])
+    (tmp_path / "bundle.json").write_text(json.dumps(data))
+    with pytest.raises(BundleError, match=r"cases\[0\]\.n_tokens: must be integer, got number"):
+        read_bundle(tmp_path)

@@ -126,26 +126,21 @@ def keeps_the_promise(result, folder: Path, before: list[str], *, allowed=(0, 2)
     assert listing(folder) == before, "something was written"
 
 
-@pytest.fixture(scope="module")
-def bundled_policy() -> dict:
-    return yaml.safe_load((resources.files("audit.policies") / "default.yaml").read_text())
+def genuine_yaml(kind: str) -> dict:
+    """The bundled suite or policy as a mapping: what the edits start from."""
+    package, name = ("audit.suites", "data/fair-lending.yaml") if kind == "suite" else ("audit.policies",
+                                                                                       "default.yaml")
+    return yaml.safe_load((resources.files(package) / name).read_text())
 
 
+@pytest.mark.parametrize("kind", ["suite", "policy"])
 @given(data=st.data())
-def test_generated_suites_are_validated_or_refused_in_one_line(fair_lending_raw, tmp_path_factory, data):
-    folder = tmp_path_factory.mktemp("suite")
-    (folder / "suite.yaml").write_bytes(yaml_bytes(edit(fair_lending_raw, data), data))
+def test_generated_suites_and_policies_are_validated_or_refused_in_one_line(kind, tmp_path_factory, data):
+    folder = tmp_path_factory.mktemp(kind)
+    (folder / f"{kind}.yaml").write_bytes(yaml_bytes(edit(genuine_yaml(kind), data), data))
     before = listing(folder)
-    result = CliRunner().invoke(main, ["suites", "validate", str(folder / "suite.yaml")])
-    keeps_the_promise(result, folder, before)
-
-
-@given(data=st.data())
-def test_generated_policies_are_validated_or_refused_in_one_line(bundled_policy, tmp_path_factory, data):
-    folder = tmp_path_factory.mktemp("policy")
-    (folder / "policy.yaml").write_bytes(yaml_bytes(edit(bundled_policy, data), data))
-    before = listing(folder)
-    result = CliRunner().invoke(main, ["policy", "validate", str(folder / "policy.yaml")])
+    group = {"suite": "suites", "policy": "policy"}[kind]
+    result = CliRunner().invoke(main, [group, "validate", str(folder / f"{kind}.yaml")])
     keeps_the_promise(result, folder, before)
 
 
@@ -204,3 +199,17 @@ def test_generated_bundles_verify_as_intact_tampered_or_unreadable_never_a_crash
     before = listing(folder.parent)
     result = CliRunner().invoke(main, ["verify", str(folder)])
     keeps_the_promise(result, folder.parent, before, allowed=(0, 1, 2))
+
+
+@settings(max_examples=15)
+@given(data=st.data())
+def test_generated_explanations_render_or_are_refused_in_one_line(explanation_folder, tmp_path_factory, data):
+    """``audit report`` on an explanation.json edited anywhere: rendered (exit 0) or refused (exit 2), never 3."""
+    folder = Path(shutil.copytree(explanation_folder, tmp_path_factory.mktemp("explanation") / "explained"))
+    record = json.loads((folder / "explanation.json").read_text())
+    (folder / "explanation.json").write_text(json.dumps(edit(record, data)))
+    result = CliRunner().invoke(main, ["report", str(folder)])
+    assert result.exit_code in (0, 2), f"exit {result.exit_code}\n{result.output}"
+    if result.exit_code == 2:
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("audit: error: "), result.stderr
