@@ -159,13 +159,13 @@ def _envelope(statement: dict[str, Any], signer) -> dict[str, Any]:
     return envelope.to_dict()
 
 
-def check_attestation(folder: Path, key, key_label: str, digests: dict[str, str], bundle) -> list[str]:
-    """What is wrong with the folder's signature under ``key`` (an ``SSlibKey`` read from ``key_label``); empty
-    when it verifies.
+def check_attestation(folder: Path, key, key_label: str | None, digests: dict[str, str], bundle) -> list[str]:
+    """What is wrong with the folder's attestation; empty when it holds.
 
-    ``digests``: the sha256 of each file the manifest lists, as found on disk. Checks the DSSE signature, that
-    every subject's sha256 matches the file on disk and every manifest file is a subject, and that the
-    predicate agrees with the bundle.
+    ``key``: an ``SSlibKey`` read from ``key_label``, whose DSSE signature must verify; None checks the statement
+    alone (a validator without the public key still learns whether the attestation is this audit's).
+    ``digests``: the sha256 of each file the manifest lists, as found on disk. Checks that every subject's sha256
+    matches the file on disk and every manifest file is a subject, and that the predicate agrees with the bundle.
     """
     from securesystemslib.dsse import Envelope
     from securesystemslib.exceptions import VerificationError
@@ -177,24 +177,42 @@ def check_attestation(folder: Path, key, key_label: str, digests: dict[str, str]
         lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         envelope = Envelope.from_dict(json.loads(lines[0]))
     except (UnicodeDecodeError, json.JSONDecodeError, IndexError, KeyError, TypeError, ValueError,
-            RecursionError) as exc:
+            AttributeError, RecursionError) as exc:
         return [f"{ATTESTATION_FILE}: not a DSSE envelope ({type(exc).__name__}: {exc})"]
-    try:
-        envelope.verify([key], 1)
-    except VerificationError:
-        return [f"{ATTESTATION_FILE}: the signature does not verify with {key_label} (key id {key.keyid[:16]}): "
-                "signed by another key, or the statement was changed"]
+    if key is not None:
+        try:
+            envelope.verify([key], 1)
+        except VerificationError:
+            return [f"{ATTESTATION_FILE}: the signature does not verify with {key_label} (key id {key.keyid[:16]}): "
+                    "signed by another key, or the statement was changed"]
     if envelope.payload_type != PAYLOAD_TYPE:
         return [f"{ATTESTATION_FILE}: payloadType {envelope.payload_type!r}, expected {PAYLOAD_TYPE!r}"]
-    statement = json.loads(envelope.payload)
+    subjects = _subjects(envelope.payload)
+    if subjects is None:
+        return [f"{ATTESTATION_FILE}: its statement is not an in-toto Statement with named sha256 subjects"]
+    statement, subjects = subjects
     problems = []
-    subjects = {s["name"]: s["digest"].get("sha256") for s in statement.get("subject", [])}
     for name, digest in subjects.items():
         if name not in digests:
             problems.append(f"{name}: signed but no longer in the manifest")
         elif digests[name] != digest:
-            problems.append(f"{name}: changed since it was signed (signed sha256 {digest[:12]}, now {digests[name][:12]})")
+            problems.append(f"{name}: changed since it was signed (signed sha256 {str(digest)[:12]}, now "
+                            f"{digests[name][:12]})")
     problems += [f"{name}: in the manifest but not covered by the signature" for name in digests if name not in subjects]
     if bundle.signoff is None or statement.get("predicate") != predicate_of(bundle):
         problems.append(f"{BUNDLE_FILE}: its verdict, model, suite, policy or sign-off differ from the signed statement")
     return problems
+
+
+def _subjects(payload: bytes) -> tuple[dict[str, Any], dict[str, str]] | None:
+    """(statement, subject name -> sha256) of an in-toto Statement, or None when it is not one."""
+    try:
+        statement = json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+    listed = statement.get("subject") if isinstance(statement, dict) else None
+    if not isinstance(listed, list) or not all(
+            isinstance(s, dict) and isinstance(s.get("name"), str) and isinstance(s.get("digest"), dict)
+            for s in listed):
+        return None
+    return statement, {s["name"]: s["digest"].get("sha256") for s in listed}

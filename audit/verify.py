@@ -13,7 +13,9 @@ A validator challenges the developer's evidence without trusting the developer's
    those the bundle states (an edited verdict with a re-computed manifest is caught here);
 5. every artifact re-rendered from the bundle (JUnit, HTML, PDF) is byte-identical to the file in the folder;
 6. with ``--model``, the model's fingerprint (weights, tokenizer, chat template, config) is the bundle's;
-7. with ``--pubkey``, the DSSE signature verifies and covers every file as it is now (``audit.signing``).
+7. where the bundle records a sign-off, the attestation's statement names every file of the manifest with its
+   sha256 as it is now and agrees with the bundle; with ``--pubkey``, its DSSE signature verifies as well
+   (``audit.signing``).
 
 Hash and signature checks prove integrity only against the manifest and the key; checks 4 and 5 catch a
 consistent rewrite that kept the manifest in step but not the evidence. Exit codes: 0 intact, 1 tampered
@@ -108,12 +110,15 @@ def verify_folder(
     _check_rendering(folder, bundle, manifest, digests, result)
     if model is not None:
         _check_model(bundle, model, allow_pickle, trust_remote_code, result)
-    if key is not None:
-        problems = check_attestation(folder, key, str(public_key), digests, bundle)
+    if key is not None or (bundle.signoff is not None and (folder / ATTESTATION_FILE).is_file()):
+        problems = check_attestation(folder, key, None if key is None else str(public_key), digests, bundle)
         result.problems += problems
-        if not problems:
+        if not problems and key is not None:
             result.passed.append(f"signature: verifies with {public_key}; signed by {bundle.signoff['signer']} on "
                                  f"{bundle.signoff['signed_at']}, covering every file of the manifest")
+        elif not problems:
+            result.passed.append(f"{ATTESTATION_FILE}: its statement covers every file of the manifest as it is now "
+                                 "(the signature itself is checked with --pubkey)")
     return result
 
 

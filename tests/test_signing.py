@@ -125,3 +125,24 @@ def test_a_bad_signing_key_is_one_line_exit_2(audited, tmp_path, key_text, fragm
     result = cli("sign", audited, "--key", key, "--signer", SIGNER)
     assert result.exit_code == 2
     assert f"--key: {key}" in result.output and fragment in result.output
+
+
+@pytest.mark.parametrize("with_key", [False, True])
+def test_another_audits_attestation_swapped_in_is_caught_with_or_without_the_key(signed, another_audited, keys,
+                                                                                  tmp_path, with_key):
+    """Without --pubkey the signature cannot be checked, but the statement still names other files' hashes."""
+    other = Path(shutil.copytree(another_audited, tmp_path / "other"))
+    assert cli("sign", other, "--key", f"{keys}.key", "--signer", SIGNER).exit_code == 0
+    folder = Path(shutil.copytree(signed, tmp_path / "forged"))
+    shutil.copyfile(other / ATTESTATION_FILE, folder / ATTESTATION_FILE)
+    result = cli("verify", folder, *(["--pubkey", f"{keys}.pub"] if with_key else []))
+    assert result.exit_code == 1, result.output
+    assert "CHANGED  bundle.json: changed since it was signed" in result.output
+
+
+def test_a_signed_audit_whose_attestation_is_deleted_is_named(signed, tmp_path):
+    folder = Path(shutil.copytree(signed, tmp_path / "unsigned"))
+    (folder / ATTESTATION_FILE).unlink()
+    result = cli("verify", folder)
+    assert result.exit_code == 1
+    assert f"CHANGED  {ATTESTATION_FILE}: missing, but bundle.json records a sign-off by {SIGNER}" in result.output
