@@ -114,9 +114,10 @@ def read_bytes(path, label: str, error: type[Exception]) -> bytes:
 
 
 def decode(data: bytes, label: str, error: type[Exception]) -> str:
-    """``data`` as UTF-8 text (a leading byte-order mark dropped), else ``error`` naming the first bad byte."""
+    """``data`` as UTF-8 text (a leading byte-order mark dropped), else ``error`` naming the line and first bad byte."""
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise error(f"{label}: is not UTF-8 text (byte {exc.start} is {data[exc.start]:#04x}); save it as "
-                    "UTF-8") from None
+        line = data[: exc.start].count(b"\n") + 1
+        raise error(f"{label}: line {line}: is not UTF-8 text (byte {exc.start} is {data[exc.start]:#04x}); "
+                    "expected UTF-8 (save it as UTF-8, or 'CSV UTF-8' from a spreadsheet)") from None

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from audit.errors import SuiteError
-from audit.strict_yaml import read_bytes
+from audit.strict_yaml import decode, read_bytes
 from audit.text_safety import check_tree
 
 
@@ -23,13 +23,7 @@ def _refuse_constant(name: str):
 
 def read_text(path: Path, label: str) -> str:
     """``path`` as UTF-8 text (a byte-order mark dropped); ``SuiteError`` naming the line of the first bad byte."""
-    data = read_bytes(path, label, SuiteError)
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise SuiteError(f"{label}: line {line}: is not UTF-8 text (byte {exc.start} is {data[exc.start]:#04x}); "
-                         "expected UTF-8 (save it as 'CSV UTF-8' or UTF-8 text)") from None
+    return decode(read_bytes(path, label, SuiteError), label, SuiteError)
 
 
 def json_objects(path: Path, label: str) -> Iterator[tuple[int, dict[str, Any]]]:
