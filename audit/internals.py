@@ -22,6 +22,9 @@ while every case was scored (no extra forward pass) and runs:
   again, one batched pass per pair (about 7.5 s per pair for SmolLM2-135M on
   two CPU cores, so all 552 pairs of the bundled suite would take over an
   hour).
+
+Each part shows a progress bar (``audit.progress``): cases read through the lens, probe layers fitted
+(every probe target times every depth), counterfactual pairs patched.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from audit.fairness import bootstrap_ci
+from audit.progress import Progress
 from audit.results_cache import NO_CACHE, ResultsCache, case_hash
 from explainers.lens import LensUnavailable, forming_layer, lens_scores
 from explainers.patching import patch_attribute_span, summarise_patching
@@ -68,11 +72,15 @@ LENS_READING = {
 
 
 def lens_summary(adapter, states: dict[str, dict[str, np.ndarray]], records: list[dict[str, Any]], suite, *,
-                 seed: int) -> dict[str, Any]:
+                 seed: int, quiet: bool = False) -> dict[str, Any]:
+    progress = Progress("logit lens", len(states), unit="cases", quiet=quiet)
     try:
-        curves = lens_scores(adapter, {case_id: found["answer"] for case_id, found in states.items()})
+        curves = lens_scores(adapter, {case_id: found["answer"] for case_id, found in states.items()},
+                             on_case=progress.advance)
     except LensUnavailable as why:
+        progress.stop()
         return {"evaluated": False, "why": str(why)}
+    progress.close()
     baselines = {r["pair_id"]: r for r in records if r["attribute"] is None}
     base_curves = np.array([curves[r["case_id"]] for r in baselines.values()])
     forming = [forming_layer(curves[r["case_id"]]) for r in baselines.values()]
@@ -109,26 +117,37 @@ def lens_summary(adapter, states: dict[str, dict[str, np.ndarray]], records: lis
 
 
 def probe_summary(states: dict[str, dict[str, np.ndarray]], records: list[dict[str, Any]], suite, *,
-                  seed: int) -> list[dict[str, Any]]:
+                  seed: int, quiet: bool = False) -> list[dict[str, Any]]:
     found = []
     baseline_ids = {r["case_id"] for r in records if r["attribute"] is None}
+    depths = len(next(iter(states.values()))["answer"]) if states else 0
+    targets = sum(len(attribute.protected) for attribute in suite.attributes) + 1
+    progress = Progress("probes", targets * depths, unit="probe layers", quiet=quiet)
+
+    def probed(result: dict[str, Any], before: int) -> dict[str, Any]:
+        progress.advance(max(before + depths - progress.done, 0))  # the depths of a probe that was not evaluated
+        return result
     for attribute in suite.attributes:
         chosen = [r for r in records if r["attribute"] == attribute.name or r["case_id"] in baseline_ids]
         words = [" / ".join(r["text"][s:e] for s, e in r["slots"][attribute.name]) for r in chosen]
         for prop in attribute.protected:
             labels = [r["groups"][prop] for r in chosen]
             features = np.stack([states[r["case_id"]]["answer"] for r in chosen])
+            before = progress.done
             found.append({
                 "target": prop, "attribute": attribute.name, "position": "answer",
-                **probe_layers(features, labels, [r["scenario_id"] for r in chosen], words, seed=seed),
+                **probed(probe_layers(features, labels, [r["scenario_id"] for r in chosen], words, seed=seed,
+                                      on_depth=progress.advance), before),
             })
     decisions = [r["decision"] for r in records]
     features = np.stack([states[r["case_id"]]["answer"] for r in records])
+    before = progress.done
     found.append({
         "target": "decision", "attribute": None, "position": "answer",
-        **probe_layers(features, decisions, [r["scenario_id"] for r in records], [r["case_id"] for r in records],
-                       seed=seed),
+        **probed(probe_layers(features, decisions, [r["scenario_id"] for r in records],
+                              [r["case_id"] for r in records], seed=seed, on_depth=progress.advance), before),
     })
+    progress.close()
     return found
 
 
@@ -161,8 +180,6 @@ def _selection(count: int | None, available: int) -> str:
 def patching_summary(adapter, encoded: dict, records: list[dict[str, Any]], *, seed: int,
                      pairs_wanted: int | None = PATCHED_PAIRS, quiet: bool = False,
                      cache: ResultsCache = NO_CACHE) -> dict[str, Any]:
-    from audit.progress import Progress
-
     baselines = {r["pair_id"]: r["case_id"] for r in records if r["attribute"] is None}
     chosen = patched_pairs(records, pairs_wanted)
     progress = Progress("activation patching", len(chosen), unit="pairs", quiet=quiet)
@@ -192,8 +209,8 @@ def internals(adapter, states: dict[str, dict[str, np.ndarray]], records: list[d
     """``patching_pairs``: how many counterfactual pairs activation patching runs on (None: every pair);
     ``cache`` keeps each pair's patching."""
     return {
-        "lens": lens_summary(adapter, states, records, suite, seed=seed),
-        "probes": probe_summary(states, records, suite, seed=seed),
+        "lens": lens_summary(adapter, states, records, suite, seed=seed, quiet=quiet),
+        "probes": probe_summary(states, records, suite, seed=seed, quiet=quiet),
         "patching": patching_summary(adapter, encoded, records, seed=seed, pairs_wanted=patching_pairs, quiet=quiet,
                                      cache=cache),
         "probe_definition": "multinomial logistic regression (scikit-learn, standardised features, C = 0.1) on "

@@ -244,7 +244,7 @@ def adverse_action_reasons(
                 "method": run["method"], "seed": run["seed"], "slot_scores": attribution["slot_scores"],
                 "seconds": attribution["seconds"], "forward_passes": attribution["forward_passes"], "reused": reused,
             })
-            progress.advance()
+            progress.advance(cached=True if reused else None)  # a reused attribution costs nothing: not in the rate
         cases.append(judge_case(record, results, list(factors), stability_floor, protected_floor))
     progress.close()
     n_runs = len(declined) * len(runs)

@@ -104,10 +104,17 @@ def classifier_head(adapter) -> Callable[[torch.Tensor], torch.Tensor]:
     return lambda hidden: head(hidden[:, None, :])  # the head reads the first token of a sequence
 
 
-def lens_scores(adapter, answer_states: dict[str, np.ndarray]) -> dict[str, list[float]]:
-    """Per case id, the lens decision score after the embeddings and after every layer ([layers + 1])."""
+def lens_scores(adapter, answer_states: dict[str, np.ndarray],
+                on_case: Callable[[], None] | None = None) -> dict[str, list[float]]:
+    """Per case id, the lens decision score after the embeddings and after every layer ([layers + 1]);
+    ``on_case()`` after each case (progress)."""
     read = decision_reader(adapter)
-    return {case_id: read(states).tolist() for case_id, states in answer_states.items()}
+    scores = {}
+    for case_id, states in answer_states.items():
+        scores[case_id] = read(states).tolist()
+        if on_case is not None:
+            on_case()
+    return scores
 
 
 def forming_layer(curve: list[float]) -> int | None:
