@@ -115,7 +115,10 @@ def explain(
     _check_context(loaded.model, len(rendered.ids), max_new_tokens)
     eos = eos_token_ids(loaded.tokenizer, loaded.model)
     note(f"answering greedily (at most {max_new_tokens} tokens)", quiet=quiet)
-    generated = generate_greedy(loaded.model, rendered.ids, max_new_tokens, eos, loaded.tokenizer)
+    with method.Meter(loaded.model) as generation_meter:
+        generation_meter.purpose = "generation"
+        generated = generate_greedy(loaded.model, rendered.ids, max_new_tokens, eos, loaded.tokenizer)
+    generation_cost = generation_meter.forward.get("generation", {"passes": 0, "tokens": 0})
     durations["generate"] = time.monotonic() - stage
 
     stage = time.monotonic()
@@ -144,6 +147,8 @@ def explain(
             "strategy": "greedy: the most probable token at every step (no sampling, no repetition penalty)",
             "max_new_tokens": max_new_tokens, "eos_token_ids": sorted(eos), "stop_reason": stop_reason,
             "text": answer, "n_tokens": len(generated),
+            # counted as they ran (explainers.generation.Meter): the prompt, then one new position per pass
+            "forward_passes": generation_cost["passes"], "forward_tokens": generation_cost["tokens"],
         },
         "tokens": {
             "prompt": _token_rows(loaded.tokenizer, rendered.ids[slice(*rendered.region)], rendered.chars, text),
@@ -326,6 +331,7 @@ def _attribution_record(found: method.GenerationAttribution, rendered: RenderedP
         "forward_rows": found.forward_rows,
         "backward_passes": found.backward_passes,
         "rows_per_pass": found.chunks,
+        "cost": found.cost,
         "seconds": round(found.seconds, 3),
     }
 

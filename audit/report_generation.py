@@ -5,10 +5,12 @@ Rendered like the audit report (``audit.report``): the same stylesheet, the same
 dates fixed from the record, so the same record always renders the same bytes. Nothing here touches the
 model: ``audit report explain-out`` re-renders an explanation without weights.
 
-What the view computes from the record: the heatmap's columns (one per attributed token; a prompt too long
-for ``MAX_COLUMNS`` is summed to words, and where those are still too many only the words with the largest
-total |attribution| are drawn), the shaded prompt and answer-so-far of the first ``CARDS`` tokens, and per
-token the completeness gap and the share of |attribution| on the prompt and on earlier answer tokens.
+What the view computes from the record: the attribution map (``_View.heatmap``: one column per attributed
+token where they fit at a legible size, else the prompt's and then the answer's tokens summed to words, and
+where those do not fit either the map split over several figures, each with its rows and columns stated), the
+shaded prompt and answer-so-far of the first ``CARDS`` tokens, per token the completeness gap and the share of
+|attribution| on the prompt and on earlier answer tokens, and the cost line (``cost_facts``), whose every
+number is a count recorded while the explanation ran.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from markupsafe import Markup
 from audit import charts
 from audit.errors import BundleError
 from audit.evidence import BUNDLE_FILE, json_bytes, read_json, schema_problem, write_outputs
-from audit.report_view import ATTRIBUTION_PARAM_LABELS, NA, shade
-from explainers.spans import align_words
+from audit.report_numbers import NA, fmt_int, fmt_seconds
+from audit.report_view import ATTRIBUTION_PARAM_LABELS, shade
+from explainers.spans import align_words, token_word_index
 
 SCHEMA_VERSION = "1.0"
 SUPPORTED_SCHEMAS = ("1.0",)
@@ -35,8 +38,11 @@ EXPLANATION_FILE = "explanation.json"
 TEMPLATE = "explain.html.j2"
 HTML_FILE = "explanation.html"
 PDF_FILE = "explanation.pdf"
-MAX_COLUMNS = 72  # heatmap columns: beyond them the prompt's tokens are summed to words, then the weakest left out
-MAX_ROWS = 48  # heatmap rows (generated tokens) drawn; every token stays in the tables
+MAX_COLUMNS = 32  # columns of one map figure: rotated 7 pt labels side by side in the A4 text block
+MAX_ROWS = 48  # rows (generated tokens) of one map figure: 48 rows at 7 pt fill most of an A4 page
+PROMPT_WORDS_DRAWN = 6 * MAX_COLUMNS  # a longer prompt keeps its strongest words in the map (the tables keep all)
+LABEL_CHARS = 20  # a longer column label (token or word) ends in "…"; columns are rotated, so length costs height
+ROW_LABEL_CHARS = 16  # a longer row label ends in "…": 16 wide glyphs leave the columns their least pitch
 CARDS = 12  # tokens shown with their shaded prompt and answer so far
 TOP_SOURCES = 5
 LARGE_GAP = 0.10  # relative completeness gap above which a token's IG is flagged
@@ -76,12 +82,31 @@ def _inconsistency(record: dict[str, Any]) -> str | None:
         pool = tokens["prompt"] if source["kind"] == "prompt" else tokens["generated"]
         if not 0 <= source["index"] < len(pool):
             return f"attribution.sources[{index}].index: {source['index']} names no {source['kind']} token"
+    expected = [("prompt", i) for i in range(len(tokens["prompt"]))] + [("generated", k) for k in range(rows - 1)]
+    for index, (source, (kind, at)) in enumerate(zip(sources, expected)):
+        if (source["kind"], source["index"]) != (kind, at):
+            return f"attribution.sources[{index}]: must be {kind} token {at} (the prompt's tokens, then every " \
+                   "generated token but the last, in order)"
+    if len(sources) != len(expected):
+        return f"attribution.sources: has {len(sources)} entries for the {len(tokens['prompt'])} prompt tokens and " \
+               f"{rows - 1} generated tokens before the last"
     if len(attribution["matrix"]) != rows or any(len(row) != len(sources) for row in attribution["matrix"]):
         return f"attribution.matrix: must have one row per generated token ({rows}) of one cell per source " \
                f"({len(sources)})"
     for name in ("log_probs", "reference_log_probs", "completeness"):
         if attribution[name] is not None and len(attribution[name]) != rows:
             return f"attribution.{name}: has {len(attribution[name])} entries for {rows} generated tokens"
+    cost = attribution.get("cost")
+    if cost is not None:
+        counted = sum(entry["rows"] for entry in cost["forward"])
+        if counted != attribution["forward_rows"]:
+            return f"attribution.forward_rows: is {attribution['forward_rows']}, but cost.forward counts {counted} rows"
+        if cost["backward"]["passes"] != attribution["backward_passes"]:
+            return f"attribution.backward_passes: is {attribution['backward_passes']}, but cost.backward counts " \
+                   f"{cost['backward']['passes']} passes"
+    passes = record["generation"].get("forward_passes")
+    if passes is not None and passes < rows:
+        return f"generation.forward_passes: {passes} forward passes cannot generate {rows} tokens"
     return None
 
 
@@ -110,12 +135,66 @@ def render_explanation(record: dict[str, Any]) -> dict[str, bytes]:
 # ---------------------------------------------------------------- the view
 
 
+BYTE_MARKERS = {"Ġ": " ", "Ċ": "\n", "ĉ": "\t", "▁": " "}  # byte-level BPE and SentencePiece spellings
+
+
+def visible(token: dict[str, Any]) -> str:
+    """A token as the text it stands for: without its leading (or trailing) spaces, ↵ for a line break, ␣ for a
+    token of spaces only. A token without text of its own (a special token, half a character) shows the
+    tokenizer's string, its space and line-break markers (Ġ, ▁, Ċ) read as what they mean."""
+    text = token["text"]
+    if not text:
+        text = token["token"]
+        for marker, char in BYTE_MARKERS.items():
+            text = text.replace(marker, char)
+    shown = text.replace("\r\n", "\n").strip(" \t").replace("\n", "↵")
+    return shown or "␣"
+
+
+def shorten(text: str, width: int = LABEL_CHARS) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def label(token: dict[str, Any], width: int = 14) -> str:
-    """A token as a short visible label: its text without surrounding spaces, ↵ for a line break, ␣ for a space;
-    a token without text of its own (a special token, half a character) shows the tokenizer's string."""
-    text = token["text"] or token["token"]
-    shown = text.strip().replace("\n", "↵") or ("↵" if "\n" in text else "␣")
-    return shown if len(shown) <= width else shown[: width - 1] + "…"
+    """``visible(token)``, ending in "…" beyond ``width`` characters."""
+    return shorten(visible(token), width)
+
+
+def _span_text(text: str, tokens: list[dict[str, Any]]) -> str:
+    """The visible text the tokens cover together (a word or part of one)."""
+    starts, ends = [t["chars"][0] for t in tokens], [t["chars"][1] for t in tokens]
+    covered = text[min(starts):max(ends)] if max(ends) > min(starts) else ""
+    return visible({"text": covered, "token": "".join(t["token"] for t in tokens)})
+
+
+def _units(text: str, tokens: list[dict[str, Any]], columns: list[int], by_word: bool) -> list[dict[str, Any]]:
+    """Map columns over ``tokens`` (``columns[i]`` is token i's column in the matrix): one per token, or with
+    ``by_word`` one per word of ``text`` (its tokens' columns summed; a token of no word keeps its own)."""
+    if not by_word:
+        return [{"text": visible(t), "columns": [c], "tokens": (i, i), "word": None}
+                for i, (t, c) in enumerate(zip(tokens, columns))]
+    owners = token_word_index(text, [tuple(t["chars"]) for t in tokens])
+    groups: list[tuple[int | None, list[int]]] = []
+    for i, owner in enumerate(owners):
+        if owner is not None and groups and groups[-1][0] == owner:
+            groups[-1][1].append(i)
+        else:
+            groups.append((owner, [i]))
+    return [{"text": _span_text(text, [tokens[i] for i in members]), "columns": [columns[i] for i in members],
+             "tokens": (members[0], members[-1]), "word": owner} for owner, members in groups]
+
+
+def _blocks(count: int, size: int) -> list[tuple[int, int]]:
+    """[start, end) of ``count`` items in the fewest blocks of at most ``size``, as even as they come."""
+    pieces = max(1, math.ceil(count / size))
+    bounds = [round(count * p / pieces) for p in range(pieces + 1)]
+    return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
+def _range(first: int, last: int, unit: str | None = None) -> str:
+    """"3", "3–7"; with ``unit``: "token 3", "tokens 3–7"."""
+    numbers = f"{first}" if first == last else f"{first}–{last}"
+    return numbers if unit is None else f"{unit if first == last else unit + 's'} {numbers}"
 
 
 class _View:
@@ -137,48 +216,101 @@ class _View:
         found = self.sources[source]
         return (self.prompt_tokens if found["kind"] == "prompt" else self.generated)[found["index"]]
 
-    def columns(self, rows: int) -> tuple[list[str], list[list[int]], int, str | None]:
-        """(labels, the sources summed in each column, columns of the prompt, a note on aggregation) of a map of
-        the first ``rows`` tokens. The answer keeps one column per token (the tokens before the last row); the
-        prompt too where it fits, else its tokens are summed to words, and only the strongest words are kept
-        where those do not fit either."""
-        answer = list(range(self.n_prompt, self.n_prompt + min(len(self.sources) - self.n_prompt, rows - 1)))
-        budget = MAX_COLUMNS - len(answer)
-        note = None
-        if self.n_prompt <= budget:
-            prompt = [(label(self.token(j)), [j]) for j in range(self.n_prompt)]
+    def heatmap(self) -> dict[str, Any]:
+        """The attribution map as figures that each fit the A4 text block at 7 pt: every figure its rows and columns
+        stated in its caption, one colour scale for all."""
+        n_rows, n_answer = len(self.generated), len(self.sources) - self.n_prompt
+        answer_text = self.record["generation"]["text"]
+        prompt_by_word = self.n_prompt + n_answer > MAX_COLUMNS
+        prompt = _units(self.record["prompt"]["text"], self.prompt_tokens, list(range(self.n_prompt)), prompt_by_word)
+        answer_by_word = len(prompt) + n_answer > MAX_COLUMNS
+        answer = _units(answer_text, self.generated[:n_answer], list(range(self.n_prompt, len(self.sources))),
+                        answer_by_word)
+        notes = []
+        if prompt_by_word:
+            answer_words = f" and the answer so far to its {_count(len(answer), 'word')}" if answer_by_word else ""
+            notes.append(f"The user's text has {self.n_prompt} tokens and the answer so far {n_answer}: too many "
+                         f"columns for one figure at a legible size ({MAX_COLUMNS} at most), so the user's text is "
+                         f"summed to its {_count(len(prompt), 'word')}{answer_words} (attributions add up, so a "
+                         "word's cell is the sum of its tokens' cells).")
+        left_out = max(0, len(prompt) - PROMPT_WORDS_DRAWN)
+        if left_out:
+            strength = [np.nansum(np.abs(self.matrix[:, u["columns"]])) for u in prompt]
+            kept = sorted(sorted(range(len(prompt)), key=lambda w: -strength[w])[:PROMPT_WORDS_DRAWN])
+            notes.append(f"Only the {PROMPT_WORDS_DRAWN} of its {len(prompt)} words with the largest total "
+                         f"|attribution| are drawn; the other {left_out} are left out of the "
+                         "map (not of the tables or explanation.json).")
+            prompt = [{**prompt[w], "number": w + 1} for w in kept]
         else:
-            prompt = self._words(self.record["prompt"]["text"], self.prompt_tokens)
-            note = (f"The user's text has {self.n_prompt} tokens: they are summed to its {len(prompt)} words "
-                    "(attributions add up, so a word's cell is the sum of its tokens').")
-            if len(prompt) > budget:
-                strength = [np.abs(self.matrix[:rows, group]).sum() for _, group in prompt]
-                kept = sorted(sorted(range(len(prompt)), key=lambda w: -strength[w])[:budget])
-                note += (f" Only the {budget} words with the largest total |attribution| are drawn; the other "
-                         f"{len(prompt) - budget} are left out of the figure (not of the tables).")
-                prompt = [prompt[w] for w in kept]
-        columns = prompt + [(label(self.token(j)), [j]) for j in answer]
-        return [c for c, _ in columns], [g for _, g in columns], len(prompt), note
+            prompt = [{**u, "number": w + 1} for w, u in enumerate(prompt)]
+        answer = [{**u, "number": w + 1} for w, u in enumerate(answer)]
+
+        plans = []
+        for r0, r1 in _blocks(n_rows, MAX_ROWS):
+            # an answer column reaches a row only when its token came before the row's token
+            reached = [u for u in answer if u["columns"][0] - self.n_prompt < r1 - 1]
+            blocks = [[("prompt", prompt[a:b])] for a, b in _blocks(len(prompt), MAX_COLUMNS)] if prompt else []
+            tail = [[("answer", reached[a:b])] for a, b in _blocks(len(reached), MAX_COLUMNS)] if reached else []
+            if blocks and tail and sum(len(u) for _, u in blocks[-1] + tail[0]) <= MAX_COLUMNS:
+                blocks[-1] += tail.pop(0)
+            for parts in blocks + tail:
+                plans.append(((r0, r1), parts))
+        cells = []
+        for (r0, r1), parts in plans:
+            units = [u for _, group in parts for u in group]
+            cells.append([[float(self.matrix[k, u["columns"]].sum()) if self.reachable[k, u["columns"]].any() else None
+                           for u in units] for k in range(r0, r1)])
+        visible_cells = [abs(v) for grid in cells for row in grid for v in row if v is not None and math.isfinite(v)]
+        limit = float(np.percentile(visible_cells, SATURATION_PERCENTILE)) if visible_cells else 0.0
+        limit = limit if limit > 0 else 1.0
+        figures, shortened = [], False
+        for index, (((r0, r1), parts), grid) in enumerate(zip(plans, cells)):
+            units = [u for _, group in parts for u in group]
+            row_texts = [visible(self.generated[k]) for k in range(r0, r1)]
+            shortened = shortened or any(len(t) > ROW_LABEL_CHARS for t in row_texts) \
+                or any(len(u["text"]) > LABEL_CHARS for u in units)
+            row_labels = [f"{k + 1} {shorten(t, ROW_LABEL_CHARS)}" for k, t in zip(range(r0, r1), row_texts)]
+            labels = [shorten(u["text"]) for u in units]
+            svg = charts.explain_heatmap(grid, row_labels, labels,
+                                         [(self._part_title(kind, group), len(group)) for kind, group in parts],
+                                         limit, salt=f"generation-heatmap-{index}")
+            figures.append({"svg": svg, "rows": self._rows_text(r0, r1), "row_labels": row_labels, "labels": labels,
+                            "cells": grid,
+                            "columns": [self._columns_text(kind, group) for kind, group in parts],
+                            "has_nan": any(v is not None and not math.isfinite(v) for row in grid for v in row)})
+        if len(figures) > 1:
+            notes.append(f"The map is drawn in {len(figures)} figures, each stating the generated tokens (rows) and "
+                         "the attributed tokens (columns) it shows; the colour scale is the same in all.")
+        return {"figures": figures, "limit": limit, "percentile": SATURATION_PERCENTILE,
+                "complete": not left_out, "note": " ".join(notes) or None, "by_word": prompt_by_word,
+                "shortened": shortened, "label_chars": LABEL_CHARS,
+                "row_label_chars": ROW_LABEL_CHARS}
+
+    def _rows_text(self, r0: int, r1: int) -> str:
+        total = len(self.generated)
+        if r0 == 0 and r1 == total:
+            return f"all {total} generated token{'s' if total != 1 else ''}"
+        return f"generated {_range(r0 + 1, r1, 'token')} of {total}"
 
     @staticmethod
-    def _words(text: str, tokens: list[dict[str, Any]]) -> list[tuple[str, list[int]]]:
-        words = align_words(text, [tuple(t["chars"]) for t in tokens], {})
-        return [(w.text if len(w.text) <= 14 else w.text[:13] + "…", list(w.tokens)) for w in words if w.tokens]
+    def _part_title(kind: str, units: list[dict[str, Any]]) -> str:
+        """What a group of columns is, written above it: "user's text, tokens 1–31"."""
+        what = "user's text" if kind == "prompt" else "answer so far"
+        unit = "word" if any(u["word"] is not None for u in units) else "token"
+        return f"{what}, {_range(units[0]['number'], units[-1]['number'], unit)}"
 
-    def heatmap(self) -> dict[str, Any]:
-        rows = min(len(self.generated), MAX_ROWS)
-        labels, groups, prompt_columns, note = self.columns(rows)
-        cells = [[float(self.matrix[k, group].sum()) if self.reachable[k, group].any() else None for group in groups]
-                 for k in range(rows)]
-        visible = [abs(v) for row in cells for v in row if v is not None]
-        limit = float(np.percentile(visible, SATURATION_PERCENTILE)) if visible else 0.0
-        limit = limit if limit > 0 else 1.0
-        if rows < len(self.generated):
-            note = (note + " " if note else "") + (f"The first {rows} of the {len(self.generated)} generated tokens "
-                                                   "are drawn; the table lists every one.")
-        figure = charts.generation_heatmap(cells, [f"{k + 1} {label(self.generated[k])}" for k in range(rows)],
-                                           labels, prompt_columns, limit, salt="generation-heatmap")
-        return {"svg": figure, "limit": limit, "note": note, "percentile": SATURATION_PERCENTILE}
+    def _columns_text(self, kind: str, units: list[dict[str, Any]]) -> str:
+        """Which attributed tokens a figure's columns of ``kind`` hold, numbered from 1 as in the tables."""
+        total = self.n_prompt if kind == "prompt" else len(self.sources) - self.n_prompt
+        what = "the user's text" if kind == "prompt" else "the answer so far"
+        tokens = f"{_range(units[0]['tokens'][0] + 1, units[-1]['tokens'][1] + 1, 'token')} of {total}"
+        if not any(u["word"] is not None for u in units):
+            return f"{what}, {tokens}"
+        drawn = sum(u["tokens"][1] - u["tokens"][0] + 1 for u in units)
+        left_out = units[-1]["tokens"][1] - units[0]["tokens"][0] + 1 - drawn
+        return (f"{what}, {_range(units[0]['number'], units[-1]['number'], 'word')} ({tokens}"
+                + (f"; {len(units)} words drawn, the {left_out} tokens of the weaker words between them left out"
+                   if left_out else "") + ")")
 
     def shares(self, k: int) -> tuple[float | None, float | None]:
         """Shares of token k's |attribution| on the prompt and on earlier answer tokens."""
@@ -254,10 +386,83 @@ def explanation_context(record: dict[str, Any]) -> dict[str, Any]:
         },
         "mean_prompt_share": _mean([t["prompt_share"] for t in tokens]),
         "limitations": limitations(record),
+        "cost": cost_facts(record),
         "params": [(ATTRIBUTION_PARAM_LABELS.get(k, k.replace("_", " ").capitalize()), v)
                    for k, v in attribution["params"].items()],
         "command_line": shlex.join(record["run"]["environment"]["command_line"]),
     }
+
+
+FORWARD_PURPOSES = {
+    "prefix": "of the fixed prefix, the chat markup before the user's text (run once; every later pass reads its keys "
+              "and values)",
+    "gradients": "with gradients, which the backward passes run through",
+    "endpoints": "without gradients, for F(x) and F(x′)",
+}
+
+
+def _count(count: int, word: str, plural: str | None = None) -> str:
+    return f"{fmt_int(count)} {word if count == 1 else plural or word + 's'}"
+
+
+def cost_facts(record: dict[str, Any]) -> list[tuple[str, list[str]]]:
+    """The cost rows of the Method table, each a list of lines. Every number is a count explanation.json recorded
+    while the answer was generated and explained (explainers.generation.Meter), nothing is derived from the
+    parameters, and a reading such as "one per generated token and pass" is given only where the counts bear it
+    out."""
+    attribution, generation, durations = record["attribution"], record["generation"], record["run"]["durations_s"]
+    facts = []
+    passes = generation.get("forward_passes")
+    if passes is not None:
+        line = _count(passes, "forward pass", "forward passes")
+        positions = generation.get("forward_tokens")
+        if positions is not None:
+            line += f", {_count(positions, 'token position')} computed"
+            if positions == record["prompt"]["n_tokens"] + passes - 1:
+                line += (f": the {fmt_int(record['prompt']['n_tokens'])}-token prompt, then one new position per pass "
+                         "(the earlier ones read from the key-value cache)")
+        lines = [line]
+        if "generate" in durations:
+            lines.append(fmt_seconds(durations["generate"]))
+        facts.append(("Cost of the answer", lines))
+    cost = attribution.get("cost")
+    if cost is None:  # a record written before the counts were kept
+        facts.append(("Cost of the attribution", [
+            f"{_count(attribution['forward_rows'], 'sequence')} run forward, "
+            f"{_count(attribution['backward_passes'], 'backward pass', 'backward passes')}",
+            fmt_seconds(attribution["seconds"])]))
+        return facts
+    total = sum(entry["passes"] for entry in cost["forward"])
+    positions = sum(entry["tokens"] for entry in cost["forward"])
+    lines = [f"{_count(total, 'forward pass', 'forward passes')}, {_count(attribution['forward_rows'], 'row')} "
+             f"(sequences), {_count(positions, 'token position')} computed:"]
+    steps = attribution["params"].get("n_steps")
+    for entry in cost["forward"]:
+        rows = _count(entry["rows"], "row")
+        chunks = attribution.get("rows_per_pass") or []
+        if entry["purpose"] == "gradients" and len(chunks) == entry["passes"] > 1:
+            rows += f" ({' + '.join(fmt_int(r) for r in chunks)})"
+        if entry["purpose"] == "gradients" and attribution["method"] == "ig" and entry["rows"] == steps:
+            rows += f", the {fmt_int(steps)} integration steps"
+        lines.append(f"· {fmt_int(entry['passes'])} {FORWARD_PURPOSES.get(entry['purpose'], entry['purpose'])}: "
+                     f"{rows}, {_count(entry['tokens'], 'position')}")
+    backward = cost["backward"]
+    with_gradients = next((e["passes"] for e in cost["forward"] if e["purpose"] == "gradients"), None)
+    explained = len(record["tokens"]["generated"])
+    line = _count(backward["passes"], "backward pass", "backward passes")
+    if with_gradients and backward["passes"] == explained * with_gradients:
+        line += (f": one per generated token ({fmt_int(explained)}) and pass with gradients ({fmt_int(with_gradients)})"
+                 f", {_count(backward['rows'], 'row')} in all")
+    else:
+        line += f", {_count(backward['rows'], 'row')} in all"
+    lines.append(line)
+    retries = cost["out_of_memory_retries"]
+    if retries:
+        lines.append(f"{_count(retries, 'pass', 'passes')} ran out of memory and {'was' if retries == 1 else 'were'} "
+                     "run again with half the rows (what completed before is counted above)")
+    lines.append(fmt_seconds(attribution["seconds"]))
+    facts.append(("Cost of the attribution", lines))
+    return facts
 
 
 def limitations(record: dict[str, Any]) -> list[str]:

@@ -172,14 +172,16 @@ def test_smollm2_answer_is_explained_through_the_console_script(tmp_path):
     assert "".join(record["generation"]["text"].split()) in flat
 
 
-def test_a_long_prompt_is_drawn_by_words_and_the_strongest_are_kept(tiny_llama_dir, tmp_path):
+def test_a_long_prompt_is_drawn_by_words_over_several_figures(tiny_llama_dir, tmp_path):
     from audit.report_generation import MAX_COLUMNS, explanation_context
 
     words = [f"{w}{i}" for i, w in enumerate(["income", "credit", "score", "rent", "debt"] * 16)]
     record = explain(model=str(tiny_llama_dir), prompt=" ".join(words), max_new_tokens=3, ig_steps=2,
                      out=tmp_path / "out", quiet=True).record
-    note = explanation_context(record)["heatmap"]["note"]
-    assert f"summed to its {len(words)} words" in note and f"Only the {MAX_COLUMNS - 2} words" in note
+    heatmap = explanation_context(record)["heatmap"]
+    assert f"summed to its {len(words)} words" in heatmap["note"] and "Only the" not in heatmap["note"]
+    drawn = [label for figure in heatmap["figures"] for label in figure["labels"]]
+    assert drawn[:len(words)] == words and all(len(f["labels"]) <= MAX_COLUMNS for f in heatmap["figures"])
 
 
 def test_input_x_gradient_report_has_no_completeness_columns(tiny_llama_dir, tmp_path):
