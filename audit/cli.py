@@ -1,7 +1,7 @@
 """The ``audit`` command line: parse flags, call one library function, map outcomes to exit codes.
 
-Exit codes: 0 every blocking control passed; 1 a blocking control failed;
-2 bad input (a one-line message naming the file, field or flag); 3 the audit itself broke (a bug: the
+Exit codes: 0 every blocking control passed; 1 a blocking control failed; 4 inconclusive: no blocking control
+failed but at least one could not be decided (``audit.policy``); 2 bad input (a one-line message naming the file, field or flag); 3 the audit itself broke (a bug: the
 traceback follows the message), so a CI job never mistakes a crash for a failed control.
 """
 
@@ -24,7 +24,7 @@ from audit.models.loading import DEVICE_MAPS, DEVICES, DTYPES
 from audit.models.spec import DEFAULT_MODEL
 from explainers.generation import METHODS as GENERATION_METHODS
 from audit.pipeline import DEFAULT_IG_MAX_STEPS, DEFAULT_IG_STEPS, DEFAULT_OUT, DEFAULT_SUITE
-from audit.policy import JURISDICTIONS
+from audit.policy import JURISDICTIONS, verdict_sentence
 
 
 INTERNAL_ERROR = 3
@@ -115,7 +115,11 @@ def main():
 def run(model, suite, rows, policy, out, limit, seed, device, dtype, device_map, ig_tolerance, ig_max_steps, ig_steps,
         methods, patching_pairs, jurisdiction, format_sensitivity, allow_pickle, trust_remote_code, no_cache, cache_dir,
         junit):
-    """Audit a model on a suite and write the evidence bundle and PDF report."""
+    """Audit a model on a suite and write the evidence bundle and PDF report.
+
+    Exit 0 when every blocking control passed, 1 when one failed, 4 when none failed but one could not be
+    decided (inconclusive or not evaluated); the report is written in all three cases.
+    """
     from audit.pipeline import run as run_audit
 
     result = run_audit(
@@ -362,7 +366,7 @@ def summary_table(controls: list[dict], verdict: dict, pdf: Path | None) -> str:
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.append("")
-    lines.append(f"verdict: {verdict['status'].upper()}" + (f" ({', '.join(verdict['failed_controls'])})" if verdict["failed_controls"] else ""))
+    lines.append(f"verdict: {verdict_sentence(verdict, controls)}")
     if pdf is not None:
         lines.append(f"report: {pdf}")
     return "\n".join(lines)

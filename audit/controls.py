@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 
 from audit.fairness import bootstrap_ci, wilson
+from audit.wording import plural
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,9 @@ class ControlDefinition:
     clauses: tuple[str, ...]
     measure: Callable[[dict, dict], list[Measurement]]
     threshold_range: tuple[float | None, float | None]  # a policy's threshold must lie here (None: unbounded)
+    remedy: str = ""  # what to investigate when the control fails (the report's first page)
+    to_decide: str = ""  # what evidence would decide it when it is inconclusive
+    if_not_evaluated: str = ""  # what the audit needs before it can measure the control at all
 
     def threshold_problem(self, threshold: float) -> str | None:
         """Why ``threshold`` cannot be this control's threshold (not finite, outside the range), else None."""
@@ -85,7 +89,7 @@ def measure_shift(evidence: dict, params: dict) -> list[Measurement]:
             _label(a, g),
             None if g["mean_shift"] is None else abs(g["mean_shift"]),
             _abs_interval(g["shift_ci"]),
-            f"mean shift {g['mean_shift']:+.3f} log-odds against {g['shift_against']}, {g['n_cases']} cases",
+            f"mean shift {g['mean_shift']:+.3f} log-odds against {g['shift_against']}, {plural(g['n_cases'], 'case')}",
             _key(a, g), g["n_cases"],
         )
         for a, g in _groups(evidence["fairness"], include_reference=False)
@@ -94,10 +98,16 @@ def measure_shift(evidence: dict, params: dict) -> list[Measurement]:
 
 
 def measure_impact(evidence: dict, params: dict) -> list[Measurement]:
+    groups = list(_groups(evidence["fairness"], include_reference=True))
+    if groups and all(g["impact_ratio"] is None for _, g in groups):
+        return [Measurement("every group", None, None,
+                            "no group was approved in any case, so no group's rate can be set against the "
+                            "most-approved group's")]
     return [
         Measurement(
-            _label(a, g), g["impact_ratio"], g["impact_ci"],
-            f"approval rate {g['approval_rate']:.2f} over {g['n_cases']} cases",
+            f"{a['property']} = {g['group']} (vs the most-approved {a['property']} group)", g["impact_ratio"],
+            g["impact_ci"],
+            f"approval rate {g['approval_rate']:.2f} over {plural(g['n_cases'], 'case')}",
             _key(a, g), g["n_cases"],
         )
         for a, g in _groups(evidence["fairness"], include_reference=True)
@@ -108,7 +118,7 @@ def measure_impact(evidence: dict, params: dict) -> list[Measurement]:
 def measure_flips(evidence: dict, params: dict) -> list[Measurement]:
     return [
         Measurement(
-            _label(a, g), g["flip_rate"], g["flip_ci"], f"{g['n_counterfactual']} counterfactual cases", _key(a, g),
+            _label(a, g), g["flip_rate"], g["flip_ci"], plural(g['n_counterfactual'], 'counterfactual case'), _key(a, g),
             g["n_counterfactual"],
         )
         for a, g in _groups(evidence["fairness"], include_reference=False)
@@ -121,7 +131,7 @@ def measure_reliability(evidence: dict, params: dict) -> list[Measurement]:
     return [
         Measurement(
             "all cases", mass["unreliable_share"], mass["unreliable_ci"],
-            f"{mass['n_unreliable']} of {evidence['fairness']['n_cases']} cases below answer mass "
+            f"{mass['n_unreliable']} of {plural(evidence['fairness']['n_cases'], 'case')} below answer mass "
             f"{evidence['fairness']['params']['mass_floor']}; mean mass {mass['mean']:.3f}",
         )
     ]
@@ -135,7 +145,7 @@ def _case_statistic(values: list[float], statistic, params: dict) -> Measurement
         len(data), lambda idx: statistic(data[idx], axis=-1),
         seed=params["seed"], n_resamples=params["bootstrap_resamples"], confidence=params["confidence"],
     )
-    return Measurement("attributed cases", float(statistic(data)), ci, f"{len(data)} cases")
+    return Measurement("attributed cases", float(statistic(data)), ci, plural(len(data), 'case'))
 
 
 def measure_protected_share(evidence: dict, params: dict) -> list[Measurement]:
@@ -170,7 +180,7 @@ def measure_faithfulness(evidence: dict, params: dict) -> list[Measurement]:
             gain["mean_gain"],
             gain["ci"],
             f"AOPC comprehensiveness {entry['aopc_comprehensiveness']:+.3f} vs random "
-            f"{faithfulness['methods']['random']['aopc_comprehensiveness']:+.3f} over {gain['n_cases']} cases",
+            f"{faithfulness['methods']['random']['aopc_comprehensiveness']:+.3f} over {plural(gain['n_cases'], 'case')}",
         )
     ]
 
@@ -199,8 +209,8 @@ def measure_adverse_action(evidence: dict, params: dict) -> list[Measurement]:
     breakdown = "".join(f"; {kind}: {n}" for kind, n in sorted(kinds.items()))
     return [
         Measurement(
-            f"all {declined} unfavourable decisions", flagged / declined, (flagged / declined, flagged / declined),
-            f"{flagged} of {declined} declines flagged{breakdown}; Wilson 95 % CI for declines beyond this suite "
+            "the one unfavourable decision" if declined == 1 else f"all {declined} unfavourable decisions", flagged / declined, (flagged / declined, flagged / declined),
+            f"{flagged} of {plural(declined, 'decline')} flagged{breakdown}; Wilson 95 % CI for declines beyond this suite "
             f"[{low:.1%}, {high:.1%}]",
         )
     ]
@@ -225,9 +235,9 @@ def measure_mediation(evidence: dict, params: dict) -> list[Measurement]:
     peak = summary["peak_layer"]
     return [
         Measurement(
-            f"{mediated['n_pairs']} patched pairs", mediated["mean"],
+            plural(mediated['n_pairs'], 'patched pair'), mediated["mean"],
             None if mediated["ci"] is None else tuple(mediated["ci"]),
-            f"{summary['n_pairs']} pairs patched, {summary['n_pairs_total_effect_below_floor']} below the total-effect "
+            f"{plural(summary['n_pairs'], 'pair')} patched, {summary['n_pairs_total_effect_below_floor']} below the total-effect "
             f"floor; the largest mean share is carried at decoder layer {peak}",
         )
     ]
@@ -249,7 +259,7 @@ def measure_readout_encoding(evidence: dict, params: dict) -> list[Measurement]:
             f"{probe['target']} at the read-out (depth {last['depth']})", last["accuracy"] - majority,
             (low - majority, high - majority),
             f"probe accuracy {last['accuracy']:.2f} against a majority share of {majority:.2f} over "
-            f"{probe['n_cases']} cases ({probe['n_scenarios']} scenarios); control-task accuracy "
+            f"{plural(probe['n_cases'], 'case')} ({plural(probe['n_scenarios'], 'scenario')}); control-task accuracy "
             f"{last['control_accuracy']:.2f}",
             {"attribute": probe["attribute"], "property": probe["target"], "group": "all"}, probe["n_cases"],
         ))
@@ -265,9 +275,9 @@ def measure_format_stability(evidence: dict, params: dict) -> list[Measurement]:
     names = ", ".join(f["name"] for f in robustness["formats"][1:])
     return [
         Measurement(
-            f"{n} {'baseline ' if robustness['mode'] == 'baselines' else ''}cases x {len(robustness['formats'])} "
-            "formats", changed / n, robustness["decision_change_ci"],
-            f"{changed} of {n} cases change decision between {robustness['reference']} and {names} (readings "
+            f"{plural(n, 'baseline case' if robustness['mode'] == 'baselines' else 'case')} x "
+            f"{len(robustness['formats'])} formats", changed / n, robustness["decision_change_ci"],
+            f"{changed} of {plural(n, 'case')} change decision between {robustness['reference']} and {names} (readings "
             f"with answer mass below {robustness.get('mass_floor', 0.5)} not counted)",
         )
     ]
@@ -287,6 +297,16 @@ CONTROLS: dict[str, ControlDefinition] = {
             ("ecoa-reg-b-1002.4a", "ecoa-reg-b-1002.6b", "eu-ai-act-art-10", "nist-ai-rmf-measure-2.11"),
             measure_shift,
             threshold_range=(0.0, None),
+            remedy=(
+                "Investigate why the decisive group's applications score differently: compare its attributions "
+                "and principal reasons with the baseline's, and do not deploy until the shift is explained or "
+                "removed (prompt, fine-tuning data, or a different model)."
+            ),
+            to_decide=(
+                "Run more scenarios (a group's mean shift is bootstrapped over scenarios) until the interval "
+                "clears the threshold."
+            ),
+            if_not_evaluated="The suite needs protected attributes with counterfactual values for the model to be compared on.",
         ),
         ControlDefinition(
             "impact-ratio",
@@ -296,9 +316,23 @@ CONTROLS: dict[str, ControlDefinition] = {
             "95 % bootstrap CI over scenarios",
             "min",
             "ratio",
-            ("ecoa-reg-b-1002.4a", "ugesp-29-cfr-1607.4d", "nist-ai-rmf-measure-2.11"),
+            # Not 12 CFR 1002.4(a): the 2026 Regulation B rule removed the effects test (disparate impact), so an
+            # outcome ratio evidences the rule's risk reading, not the general rule against discrimination.
+            ("ecoa-reg-b-2026-final-rule", "ugesp-29-cfr-1607.4d", "nist-ai-rmf-measure-2.11"),
             measure_impact,
             threshold_range=(0.0, 1.0),
+            remedy=(
+                "Review the approval rates by group for the decisive property with the model owner; a ratio below"
+                " four fifths is an outcome gap that needs a business justification or remediation."
+            ),
+            to_decide=(
+                "Run more scenarios: the approval rates are resampled over scenarios, and few scenarios leave "
+                "them wide."
+            ),
+            if_not_evaluated=(
+                "No group was approved, so no approval rate can be compared: find out why the model declines "
+                "every application (answer reliability, the prompt) before relying on any fairness result."
+            ),
         ),
         ControlDefinition(
             "decision-flip-rate",
@@ -310,6 +344,15 @@ CONTROLS: dict[str, ControlDefinition] = {
             ("ecoa-reg-b-1002.4a", "eu-ai-act-art-15", "nist-ai-rmf-measure-2.11"),
             measure_flips,
             threshold_range=(0.0, 1.0),
+            remedy=(
+                "Read the flipped cases in the fairness section: each is an applicant whose decision changed with"
+                " a protected attribute alone, a disparate-treatment finding to remediate before deployment."
+            ),
+            to_decide=(
+                "Run more scenarios: the flip rate's Wilson interval narrows with the number of counterfactual "
+                "cases."
+            ),
+            if_not_evaluated="The suite needs protected attributes with counterfactual values for decisions to flip.",
         ),
         ControlDefinition(
             "protected-attribution-share",
@@ -323,6 +366,12 @@ CONTROLS: dict[str, ControlDefinition] = {
             ("ecoa-reg-b-1002.9b2", "eu-ai-act-art-13", "nist-ai-rmf-measure-2.9"),
             measure_protected_share,
             threshold_range=(0.0, 1.0),
+            remedy=(
+                "The explanations rest on the protected words: investigate which slots carry the attribution "
+                "(attributions section) and why the model attends to them."
+            ),
+            to_decide="Attribute more cases (more scenarios); the interval is bootstrapped over the attributed cases.",
+            if_not_evaluated="Attribute at least one case with an attribution method (--methods).",
         ),
         ControlDefinition(
             "answer-reliability",
@@ -334,6 +383,12 @@ CONTROLS: dict[str, ControlDefinition] = {
             ("eu-ai-act-art-15", "nist-ai-rmf-measure-2.5"),
             measure_reliability,
             threshold_range=(0.0, 1.0),
+            remedy=(
+                "The model often does not answer with the decision words: change the prompt format or answer "
+                "prefix (see prompt-format sensitivity), or use an instruction-tuned model, and audit again."
+            ),
+            to_decide="Run more cases: the share's Wilson interval narrows with the number of cases.",
+            if_not_evaluated="Score at least one case.",
         ),
         ControlDefinition(
             "attribution-completeness",
@@ -342,10 +397,16 @@ CONTROLS: dict[str, ControlDefinition] = {
             "median over attributed cases of |sum of attributions - (f(x) - f(x'))| / |f(x) - f(x')|; "
             "95 % bootstrap CI",
             "max",
-            "ratio",
+            "share",
             ("nist-ai-rmf-measure-2.9", "eu-ai-act-art-13"),
             measure_completeness,
             threshold_range=(0.0, None),
+            remedy=(
+                "Raise the integration steps (--ig-steps, or --ig-tolerance for adaptive steps) until the "
+                "attributions add up to the decision they explain."
+            ),
+            to_decide="Attribute more cases, or raise the integration steps so the gaps shrink clear of the threshold.",
+            if_not_evaluated="Attribute cases with Integrated Gradients (--methods ig), whose completeness can be checked.",
         ),
         ControlDefinition(
             "attribution-faithfulness",
@@ -358,6 +419,15 @@ CONTROLS: dict[str, ControlDefinition] = {
             ("nist-ai-rmf-measure-2.9", "eu-ai-act-art-13", "ecoa-reg-b-1002.9b2"),
             measure_faithfulness,
             threshold_range=(None, None),
+            remedy=(
+                "Do not rely on the primary method's explanations: they are no better than a random ordering of "
+                "the words. Pick a method that passes the checks in the trust section."
+            ),
+            to_decide="Run more scenarios: the faithfulness gain is compared over the baseline cases, one per scenario.",
+            if_not_evaluated=(
+                "Explain the baseline cases with the primary method so it can be compared with a random ordering "
+                "of the words."
+            ),
         ),
         ControlDefinition(
             "adverse-action-reasons",
@@ -378,6 +448,18 @@ CONTROLS: dict[str, ControlDefinition] = {
              "nist-ai-rmf-measure-2.9"),
             measure_adverse_action,
             threshold_range=(0.0, 1.0),
+            remedy=(
+                "Review each flagged decline before any adverse-action notice is issued: its principal reasons "
+                "include a protected attribute, are unstable, or name no legitimate factor."
+            ),
+            to_decide=(
+                "Audit a suite in which the model declines some applications: with no decline there is no notice "
+                "to check."
+            ),
+            if_not_evaluated=(
+                "Audit a suite in which the model declines some applications: with no decline there is no notice "
+                "to check."
+            ),
         ),
         ControlDefinition(
             "protected-span-mediation",
@@ -394,6 +476,12 @@ CONTROLS: dict[str, ControlDefinition] = {
             ("ecoa-reg-b-1002.4a", "eu-ai-act-art-13", "nist-ai-rmf-measure-2.9"),
             measure_mediation,
             threshold_range=(0.0, 1.0),
+            remedy=(
+                "Locate the layers that carry the gap (inside the model) and test whether removing the protected "
+                "words' information there closes it."
+            ),
+            to_decide="Patch more pairs (--patching-pairs) from more scenarios.",
+            if_not_evaluated="Patch at least one counterfactual pair whose decision moved (--patching-pairs, more scenarios).",
         ),
         ControlDefinition(
             "protected-readout-encoding",
@@ -410,6 +498,15 @@ CONTROLS: dict[str, ControlDefinition] = {
             ("ecoa-reg-b-1002.4a", "eu-ai-act-art-10", "nist-ai-rmf-measure-2.11"),
             measure_readout_encoding,
             threshold_range=(0.0, 1.0),
+            remedy=(
+                "The protected attribute is readable where the decision is read: check with the counterfactual "
+                "controls whether the decision uses it."
+            ),
+            to_decide="Run more scenarios so the probes have enough cases per group.",
+            if_not_evaluated=(
+                "Run enough scenarios for a cross-validated probe (at least one scenario per fold and two groups "
+                "of each property)."
+            ),
         ),
         ControlDefinition(
             "prompt-format-stability",
@@ -423,6 +520,15 @@ CONTROLS: dict[str, ControlDefinition] = {
             ("eu-ai-act-art-15", "nist-ai-rmf-measure-2.5"),
             measure_format_stability,
             threshold_range=(0.0, 1.0),
+            remedy=(
+                "Decisions depend on the prompt format: fix the deployment's format and audit that format, or "
+                "choose a model whose decisions do not move with it."
+            ),
+            to_decide="Compare more cases across formats (--format-sensitivity full, more scenarios).",
+            if_not_evaluated=(
+                "Compare prompt formats (--format-sensitivity baselines or full); a suite that fixes its own "
+                "prompt has none to compare."
+            ),
         ),
     )
 }

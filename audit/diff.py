@@ -7,7 +7,10 @@ Read from the two bundles alone, like every artifact:
   sqrt(se_base^2 + se_candidate^2)`` (independent samples; the intervals are bootstrap or Wilson intervals,
   so this is an approximation, stated in diff.json). A change is significant when its CI excludes zero. A
   control *regressed* when it is blocking in the candidate and its status got worse (pass < not evaluated <
-  inconclusive < fail, the policy's order); the diff then exits 1.
+  inconclusive < fail, the policy's order); the diff then exits 1. The diff judges change, not fitness: with no
+  regression it exits 0 even when the candidate's own verdict is FAIL or INCONCLUSIVE (both verdicts, by the
+  current rule of ``audit.policy``, head the diff; whether the candidate may be deployed is its own audit's
+  exit code).
 - **attribution drift**: per method and per case present in both audits, Spearman's rank correlation of the
   slot shares (the main method) or the word scores (the comparison methods) (Spearman 1904); a case drifted
   when rho < 0.5.
@@ -24,7 +27,7 @@ from statistics import median
 from typing import Any
 
 from audit.evidence import EvidenceBundle
-from audit.policy import STATUS_ORDER
+from audit.policy import STATUS_ORDER, verdict_from, verdict_sentence
 
 DIFF_SCHEMA_VERSION = "1.0"
 Z95 = 1.959963984540054
@@ -50,10 +53,15 @@ def diff_bundles(base: EvidenceBundle, candidate: EvidenceBundle) -> dict[str, A
 
 
 def _identity(bundle: EvidenceBundle) -> dict[str, Any]:
+    """Who was audited on what, and the verdict by the current rule (a bundle before schema 1.6 may state PASS
+    where its blocking controls were undecided; its own statement is ``stated_verdict``)."""
+    current = verdict_from(bundle.controls, bool(bundle.policy.get("fail_on_inconclusive")))
     return {"model": bundle.model.get("spec"), "fingerprint": bundle.model["id"], "suite": bundle.suite["id"],
             "suite_sha256": bundle.suite["sha256"], "policy": bundle.policy["id"],
             "policy_sha256": bundle.policy.get("sha256"), "audited_at": bundle.run["finished_at"],
-            "verdict": bundle.verdict["status"], "tool_version": bundle.tool["version"]}
+            "verdict": current["status"], "verdict_reason": verdict_sentence(current, bundle.controls),
+            "undecided_controls": current["undecided_controls"], "stated_verdict": bundle.verdict["status"],
+            "tool_version": bundle.tool["version"], "tool_revision": (bundle.tool.get("revision") or {}).get("id")}
 
 
 def _fingerprints(base: EvidenceBundle, candidate: EvidenceBundle) -> dict[str, Any]:

@@ -29,8 +29,9 @@ from audit.hashing import sha256_file
 # 1.1 added adverse_action and internals, 1.2 robustness, 1.3 signoff; older bundles read them as None.
 # 1.4 adverse_action.protected_floor (older bundles: no floor).
 # 1.5 run.artifacts: the files the audit folder holds beside bundle.json (older bundles: junit.xml and the report).
-SCHEMA_VERSION = "1.5"
-SUPPORTED_SCHEMAS = ("1.0", "1.1", "1.2", "1.3", "1.4", "1.5")
+# 1.6 the inconclusive verdict (verdict.undecided_controls, exit code 4) and tool.revision.
+SCHEMA_VERSION = "1.6"
+SUPPORTED_SCHEMAS = ("1.0", "1.1", "1.2", "1.3", "1.4", "1.5", "1.6")
 BUNDLE_FILE = "bundle.json"
 MANIFEST_FILE = "manifest.sha256"
 RECORDED_PACKAGES = (

@@ -101,7 +101,7 @@ def run_explainers(
         "method": primary,
         "title": instances[primary].title,
         "params": primary_cases[0]["params"] if primary_cases else instances[primary].params,
-        "selection": f"the baseline case of every scenario and the {EXPLAINED_COUNTERFACTUALS} counterfactual cases "
+        "selection": f"the baseline case of every scenario and up to {EXPLAINED_COUNTERFACTUALS} counterfactual cases "
         "whose decision score moved most (at most one per scenario)",
         "cases": primary_cases,
         "comparison": {

@@ -1,9 +1,14 @@
 """The controls as a JUnit XML report, so CI systems show them as tests.
 
-One ``<testcase>`` per control. A control that makes the audit fail (a blocking control that failed, or one
-that was inconclusive under a policy with ``fail_on_inconclusive``) is a ``<failure>``; a control that could
-not be evaluated is ``<skipped>``; every other control passes, with its status, value, CI and threshold in
-``<properties>`` and ``<system-out>`` (a non-blocking failure is visible there without failing the build).
+One ``<testcase>`` per control, so that the CI job is green only when the verdict is PASS:
+
+- a control that makes the audit fail (a blocking control that failed, or an undecided one under a policy with
+  ``fail_on_inconclusive``) is a ``<failure>``;
+- a blocking control that could not be decided (inconclusive or not evaluated) is an ``<error>`` of that type:
+  the test could not reach a result, and the verdict is INCONCLUSIVE;
+- a non-blocking control that could not be evaluated is ``<skipped>``;
+- every other control passes, with its status, value, CI and threshold in ``<properties>`` and
+  ``<system-out>`` (a non-blocking failure is visible there without failing the build).
 The clauses a control evidences are ``clause`` properties, one each.
 
 The format is the de-facto JUnit schema read by GitHub Actions test reporters, GitLab (``artifacts:reports:
@@ -17,6 +22,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from audit.evidence import EvidenceBundle
+from audit.policy import UNDECIDED, verdict_sentence
 
 JUNIT_FILE = "junit.xml"
 
@@ -24,11 +30,12 @@ JUNIT_FILE = "junit.xml"
 def render_junit(bundle: EvidenceBundle) -> bytes:
     failing = set(bundle.verdict["failed_controls"])
     controls = bundle.controls
+    undecided = {c["id"] for c in controls if c["blocking"] and c["status"] in UNDECIDED} - failing
     counts = {
         "tests": str(len(controls)),
         "failures": str(sum(c["id"] in failing for c in controls)),
-        "errors": "0",
-        "skipped": str(sum(c["status"] == "not evaluated" for c in controls)),
+        "errors": str(len(undecided)),
+        "skipped": str(sum(c["status"] == "not evaluated" and not c["blocking"] for c in controls)),
         "time": _seconds(bundle.run.get("durations_s", {}).get("total")),
     }
     root = ET.Element("testsuites", {"name": "oss-model-audit", **counts})
@@ -39,6 +46,7 @@ def render_junit(bundle: EvidenceBundle) -> bytes:
     })
     _properties(suite, [
         ("verdict", bundle.verdict["status"]),
+        ("verdict.reason", verdict_sentence(bundle.verdict, controls)),
         ("exit_code", bundle.verdict["exit_code"]),
         ("model.fingerprint", bundle.model["id"]),
         ("model.spec", bundle.model.get("spec")),
@@ -47,15 +55,19 @@ def render_junit(bundle: EvidenceBundle) -> bytes:
         ("policy.id", bundle.policy["id"]),
         ("policy.sha256", bundle.policy.get("sha256")),
         ("tool.version", bundle.tool["version"]),
+        ("tool.revision", (bundle.tool.get("revision") or {}).get("id")),
         ("schema_version", bundle.schema_version),
     ])
     for control in controls:
-        suite.append(_testcase(control, bundle.suite["id"], control["id"] in failing))
+        outcome = "failure" if control["id"] in failing else "error" if control["id"] in undecided else None
+        suite.append(_testcase(control, bundle.suite["id"], outcome))
     ET.indent(root)
     return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
 
 
-def _testcase(control: dict[str, Any], suite_id: str, failing: bool) -> ET.Element:
+def _testcase(control: dict[str, Any], suite_id: str, outcome: str | None) -> ET.Element:
+    """One control as a test case; ``outcome`` is "failure", "error" or None (passes, or skipped when not
+    evaluated)."""
     case = ET.Element("testcase", {"classname": f"audit.{suite_id}", "name": f"{control['id']}: {control['title']}",
                                    "time": "0"})
     _properties(case, [
@@ -72,8 +84,8 @@ def _testcase(control: dict[str, Any], suite_id: str, failing: bool) -> ET.Eleme
         *(("clause", clause) for clause in control["clauses"]),
     ])
     summary = _summary(control)
-    if failing:
-        ET.SubElement(case, "failure", {"message": summary, "type": control["status"]}).text = _details(control)
+    if outcome is not None:
+        ET.SubElement(case, outcome, {"message": summary, "type": control["status"]}).text = _details(control)
     elif control["status"] == "not evaluated":
         ET.SubElement(case, "skipped", {"message": summary})
     ET.SubElement(case, "system-out").text = f"{summary}\n{_details(control)}"

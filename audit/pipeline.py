@@ -38,15 +38,17 @@ from audit.fairness import case_records, counterfactual_statistics
 from audit.flags import check_seed, check_steps
 from audit.formats import MODES as FORMAT_MODES
 from audit.formats import sensitivity
+from audit.formats import variants as format_variants
 from audit.internals import PATCHED_PAIRS, internals
 from audit.junit import JUNIT_FILE
 from audit.models import DEFAULT_MODEL, load_model, make_adapter, parse_model_spec
 from audit.models.loading import check_runtime, check_weights
 from audit.policy import DEFAULT_PROTECTED_FLOOR, DEFAULT_STABILITY_FLOOR, JURISDICTIONS, evaluate, load_policy, verdict
-from audit.progress import Progress, note
+from audit.progress import Progress, Stages, cache_counter, plural
 from audit.reasons import adverse_action_reasons
 from audit.regulations import clauses_for, load_catalog
 from audit.results_cache import open_cache
+from audit.revision import tool_revision
 from audit.scoring import score_cases
 from audit.suites import expand, load_suite
 from audit.suites.rows import apply_rows
@@ -134,69 +136,82 @@ def run(
     results_cache = open_cache(cache, cache_dir, quiet=quiet)
     _seed_everything(seed)
 
-    stage = time.monotonic()
-    note(f"loading model {spec.text} ({spec.kind})", quiet=quiet)
-    loaded = load_model(
-        spec, device=device, dtype=dtype, device_map=device_map, allow_pickle=allow_pickle,
-        trust_remote_code=trust_remote_code,
-        log=lambda message: note(message, quiet=quiet),
-    )
-    adapter = make_adapter(loaded, the_suite)
-    timings["load_model"] = time.monotonic() - stage
-
-    stage = time.monotonic()
-    cases = expand(the_suite, limit)
-    encoded = [adapter.encode(case) for case in cases]
-    progress = Progress("scoring", len(encoded), quiet=quiet)
-    recorder = HiddenStateRecorder(adapter, answer_and_slot_positions(adapter, slots=set()))
-    scores, masses = score_cases(adapter, encoded, results_cache, progress=progress, recorder=recorder)
-    progress.close()
-    records = case_records(encoded, scores, masses)
-    timings["score_cases"] = time.monotonic() - stage
-
-    stage = time.monotonic()
-    reliability = the_policy.controls.get("answer-reliability")
-    mass_floor = reliability.options["mass_floor"] if reliability else 0.5
-    fairness = counterfactual_statistics(the_suite, records, seed=seed, mass_floor=mass_floor)
-    fairness["bias_audit"] = {"definitions": BIAS_AUDIT_DEFINITIONS,
-                              "tables": bias_audit_tables(the_suite, records, seed=seed)}
-    if the_suite.raw.get("format") == "discrim-eval":
-        fairness["mixed_effects"] = mixed_effects_discrimination(records)
-    timings["statistics"] = time.monotonic() - stage
-
-    stage = time.monotonic()
-    robustness = sensitivity(
-        loaded, the_suite, mode=format_sensitivity, limit=limit, seed=seed, make_adapter=make_adapter,
-        mass_floor=mass_floor, progress_factory=lambda label, n: Progress(label, n, quiet=quiet),
-        cache=results_cache,
-    )
-    timings["prompt_formats"] = time.monotonic() - stage
-
-    stage = time.monotonic()
-    note("probing hidden states and reading the logit lens", quiet=quiet)
-    by_id = {e.case.case_id: e for e in encoded}
-    inside = internals(adapter, recorder.states, records, the_suite, by_id, seed=seed, patching_pairs=patching_pairs,
-                       quiet=quiet, cache=results_cache)
-    del recorder  # the hidden states are summarised: free them before attribution
-    timings["internals"] = time.monotonic() - stage
-
-    stage = time.monotonic()
-    attributions = run_explainers(adapter, by_id, records, chosen_methods, ig_options=ig_options, seed=seed,
-                                  quiet=quiet, cache=results_cache)
-    timings["attribution"] = time.monotonic() - stage
-
-    stage = time.monotonic()
-    reasons_settings = the_policy.controls.get("adverse-action-reasons")
-    options = reasons_settings.options if reasons_settings else {
-        "stability_floor": DEFAULT_STABILITY_FLOOR, "protected_floor": DEFAULT_PROTECTED_FLOOR}
-    adverse_action = None  # a test set without legitimate factors (an imported benchmark) has no reasons to give
-    if the_suite.factors:
-        adverse_action = adverse_action_reasons(
-            adapter, by_id, records, chosen_methods, list(the_suite.factors), attributions, ig_options=ig_options,
-            seed=seed, stability_floor=options["stability_floor"], protected_floor=options["protected_floor"],
-            quiet=quiet, cache=results_cache,
+    with Stages(stage_names(the_suite, format_sensitivity, render), quiet=quiet,
+                cache_counts=cache_counter(results_cache)) as stages:
+        stage = time.monotonic()
+        stages.begin("load model", f"loading model {spec.text} ({spec.kind})")
+        loaded = load_model(
+            spec, device=device, dtype=dtype, device_map=device_map, allow_pickle=allow_pickle,
+            trust_remote_code=trust_remote_code, log=stages.note,
         )
-    timings["reasons"] = time.monotonic() - stage
+        adapter = make_adapter(loaded, the_suite)
+        timings["load_model"] = time.monotonic() - stage
+
+        stage = time.monotonic()
+        cases = expand(the_suite, limit)
+        encoded = [adapter.encode(case) for case in cases]
+        stages.begin("scoring", f"scoring {plural(len(encoded), 'case')}")
+        progress = Progress("scoring", len(encoded), quiet=quiet)
+        recorder = HiddenStateRecorder(adapter, answer_and_slot_positions(adapter, slots=set()))
+        scores, masses = score_cases(adapter, encoded, results_cache, progress=progress, recorder=recorder)
+        progress.close()
+        records = case_records(encoded, scores, masses)
+        timings["score_cases"] = time.monotonic() - stage
+
+        stage = time.monotonic()
+        stages.begin("statistics", "counterfactual statistics with bootstrap confidence intervals")
+        reliability = the_policy.controls.get("answer-reliability")
+        mass_floor = reliability.options["mass_floor"] if reliability else 0.5
+        fairness = counterfactual_statistics(the_suite, records, seed=seed, mass_floor=mass_floor)
+        fairness["bias_audit"] = {"definitions": BIAS_AUDIT_DEFINITIONS,
+                                  "tables": bias_audit_tables(the_suite, records, seed=seed)}
+        if the_suite.raw.get("format") == "discrim-eval":
+            fairness["mixed_effects"] = mixed_effects_discrimination(records)
+        timings["statistics"] = time.monotonic() - stage
+
+        stage = time.monotonic()
+        if "prompt formats" in stages.names:
+            formats = format_variants(the_suite, reads_prompt=loaded.family != "classifier")
+            n_cases = len(cases) if format_sensitivity == "full" else sum(c.is_baseline for c in cases)
+            stages.begin("prompt formats", f"scoring {plural(n_cases, 'case')} in each of {len(formats)} prompt formats"
+                         if len(formats) > 1 else "no other prompt format applies to this model",
+                         parts=[(n_cases, "cases")] * len(formats))
+        robustness = sensitivity(
+            loaded, the_suite, mode=format_sensitivity, limit=limit, seed=seed, make_adapter=make_adapter,
+            mass_floor=mass_floor, cache=results_cache,
+            progress_factory=lambda label, n: Progress(label.removeprefix("prompt format "), n, quiet=quiet),
+        )
+        timings["prompt_formats"] = time.monotonic() - stage
+
+        stage = time.monotonic()
+        stages.begin("internals", "reading the logit lens, probing hidden states and patching activations",
+                     parts=[(None, "cases"), (None, "probe layers"), (None, "pairs")])
+        by_id = {e.case.case_id: e for e in encoded}
+        inside = internals(adapter, recorder.states, records, the_suite, by_id, seed=seed,
+                           patching_pairs=patching_pairs, quiet=quiet, cache=results_cache)
+        del recorder  # the hidden states are summarised: free them before attribution
+        timings["internals"] = time.monotonic() - stage
+
+        stage = time.monotonic()
+        stages.begin("attribution", f"attributing decisions to words ({', '.join(chosen_methods)}), then checking "
+                     "how far the attributions can be trusted", parts=[(None, "method x case runs"), (None, "steps")])
+        attributions = run_explainers(adapter, by_id, records, chosen_methods, ig_options=ig_options, seed=seed,
+                                      quiet=quiet, cache=results_cache)
+        timings["attribution"] = time.monotonic() - stage
+
+        stage = time.monotonic()
+        reasons_settings = the_policy.controls.get("adverse-action-reasons")
+        options = reasons_settings.options if reasons_settings else {
+            "stability_floor": DEFAULT_STABILITY_FLOOR, "protected_floor": DEFAULT_PROTECTED_FLOOR}
+        adverse_action = None  # a test set without legitimate factors (an imported benchmark) has no reasons to give
+        if the_suite.factors:
+            stages.begin("reasons", "principal reasons of every declined case")
+            adverse_action = adverse_action_reasons(
+                adapter, by_id, records, chosen_methods, list(the_suite.factors), attributions,
+                ig_options=ig_options, seed=seed, stability_floor=options["stability_floor"],
+                protected_floor=options["protected_floor"], quiet=quiet, cache=results_cache,
+            )
+        timings["reasons"] = time.monotonic() - stage
 
     evidence = {"fairness": fairness, "attributions": attributions, "adverse_action": adverse_action,
                 "internals": inside, "robustness": robustness}
@@ -206,7 +221,7 @@ def run(
     timings["total"] = time.monotonic() - started
     bundle = EvidenceBundle(
         schema_version=SCHEMA_VERSION,
-        tool={"name": "oss-model-audit", "version": __version__},
+        tool={"name": "oss-model-audit", "version": __version__, "revision": tool_revision()},
         run={
             "started_at": started_at,
             "finished_at": utc_now(),
@@ -236,13 +251,29 @@ def run(
         robustness=robustness,
     )
     if render:
-        note("rendering report", quiet=quiet)
+        stages.begin("report", "rendering report")
     files = audit_files(bundle, report=render)
     paths = write_outputs(out, files, stale=(*RENDERED_FILES, ATTESTATION_FILE))
     if junit is not None:
         write_atomically(Path(junit), files[JUNIT_FILE])
         paths["junit"] = Path(junit)
     return AuditResult(bundle=bundle, paths=paths)
+
+
+def stage_names(suite: Suite, format_sensitivity: str, render: bool) -> list[str]:
+    """The stages this run executes, in order: what the progress lines number (``[stage 2/8 scoring]``).
+
+    Left out: prompt formats under ``--format-sensitivity off`` or for a suite that fixes its own prompt, reasons
+    for a suite without legitimate factors, the report when nothing is rendered."""
+    names = ["load model", "scoring", "statistics"]
+    if format_sensitivity != "off" and format_variants(suite):
+        names.append("prompt formats")
+    names += ["internals", "attribution"]
+    if suite.factors:
+        names.append("reasons")
+    if render:
+        names.append("report")
+    return names
 
 
 def _seed_everything(seed: int) -> None:

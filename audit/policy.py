@@ -3,9 +3,18 @@
 A measurement passes when its whole confidence interval lies on the safe
 side of the threshold, fails when its point estimate lies on the wrong side,
 and is otherwise inconclusive: the data cannot tell. A control takes the
-worst status of its measurements (fail > inconclusive > pass); the audit
-fails when a blocking control fails (or is inconclusive, where the policy's
-``fail_on_inconclusive`` says so). Exit codes: 0 pass, 1 a control failed.
+worst status of its measurements (fail > inconclusive > not evaluated > pass).
+
+The verdict (``verdict``) is one of three, and never PASS while a blocking control is undecided:
+
+- **fail** (exit 1): a blocking control failed; under the policy's ``fail_on_inconclusive`` an undecided
+  blocking control fails the audit too;
+- **inconclusive** (exit 4): no blocking control failed, but at least one is *undecided*: inconclusive (its
+  interval straddles the threshold) or not evaluated (the bundle holds nothing to measure it on);
+- **pass** (exit 0): every blocking control passed.
+
+Bundles before schema 1.6 were judged by the earlier rule, under which undecided controls did not count
+(``legacy_verdict``); ``audit verify`` re-derives an old bundle's verdict by the rule it was written under.
 """
 
 from __future__ import annotations
@@ -25,6 +34,8 @@ DEFAULT_STABILITY_FLOOR = 0.5  # adverse-action-reasons: least share of runs tha
 DEFAULT_PROTECTED_FLOOR = 0.05  # adverse-action-reasons: least attribution share of a protected slot among top reasons
 OPTIONS = {"answer-reliability": {"mass_floor"}, "adverse-action-reasons": {"stability_floor", "protected_floor"}}
 STATUS_ORDER = {"pass": 0, "not evaluated": 1, "inconclusive": 2, "fail": 3}
+UNDECIDED = ("inconclusive", "not evaluated")  # a blocking control in either state keeps the verdict from PASS
+EXIT_CODES = {"pass": 0, "fail": 1, "inconclusive": 4}
 DEFAULT_POLICY = "default"
 JURISDICTIONS = ("us", "eu", "uk", "nyc")  # where the audited use is deployed: picks the clauses the report shows
 
@@ -221,12 +232,73 @@ def evaluate(policy: Policy, evidence: dict[str, Any], statistics_params: dict[s
 
 
 def verdict(policy: Policy, controls: list[dict[str, Any]]) -> dict[str, Any]:
+    """The audit's verdict from its controls under ``policy`` (see ``verdict_from``)."""
+    return verdict_from(controls, policy.fail_on_inconclusive)
+
+
+def verdict_from(controls: list[dict[str, Any]], fail_on_inconclusive: bool) -> dict[str, Any]:
+    """Fail, inconclusive or pass (module docstring), with its exit code.
+
+    ``failed_controls`` are the blocking controls that make the audit fail; ``undecided_controls`` the blocking
+    controls that could not be decided (inconclusive or not evaluated), listed whether or not the policy fails
+    on them.
+    """
+    blocking = [c for c in controls if c["blocking"]]
+    undecided = [c["id"] for c in blocking if c["status"] in UNDECIDED]
+    failing = [c["id"] for c in blocking if c["status"] == "fail" or (fail_on_inconclusive and c["id"] in undecided)]
+    status = "fail" if failing else "inconclusive" if undecided else "pass"
+    return {
+        "status": status,
+        "exit_code": EXIT_CODES[status],
+        "failed_controls": failing,
+        "undecided_controls": undecided,
+        "counts": _counts(controls),
+    }
+
+
+def verdict_sentence(verdict: dict[str, Any], controls: list[dict[str, Any]]) -> str:
+    """The verdict and why, in one sentence: what a CI log, the JUnit suite and the report's cover say."""
+    blocking = [c for c in controls if c["blocking"]]
+    failed = [c["id"] for c in blocking if c["status"] == "fail"]
+    undecided = {s: [c["id"] for c in blocking if c["status"] == s] for s in UNDECIDED}
+    pending = "; ".join(f"{s}: {', '.join(ids)}" for s, ids in undecided.items() if ids)
+    n_undecided = sum(map(len, undecided.values()))
+    if verdict["status"] == "pass":
+        if not blocking:
+            return "PASS: the policy makes no control blocking, so no control could fail the audit."
+        return f"PASS: all {_controls_phrase(len(blocking))} passed."
+    if verdict["status"] == "fail":
+        if failed:
+            sentence = f"FAIL: {len(failed)} of {_controls_phrase(len(blocking))} failed ({', '.join(failed)})"
+            counted = ", which this policy counts as failures" if len(verdict["failed_controls"]) > len(failed) else ""
+            return sentence + (f"; {n_undecided} more could not be decided ({pending}){counted}." if n_undecided
+                               else ".")
+        return (f"FAIL: the policy fails an audit whose blocking controls cannot all be decided, and {n_undecided} "
+                f"of {len(blocking)} could not be ({pending}).")
+    return (f"INCONCLUSIVE: no blocking control failed, but {n_undecided} of {_controls_phrase(len(blocking))} "
+            f"could not be decided ({pending}), so the audit does not clear the model.")
+
+
+def _controls_phrase(n: int) -> str:
+    return "1 blocking control" if n == 1 else f"{n} blocking controls"
+
+
+def legacy_verdict(policy: Policy, controls: list[dict[str, Any]]) -> dict[str, Any]:
+    """The verdict of bundles before schema 1.6: pass unless a blocking control failed (or, under
+    ``fail_on_inconclusive``, was inconclusive); a not-evaluated control never counted."""
     failing = [c["id"] for c in controls if c["blocking"] and c["status"] == "fail"]
     if policy.fail_on_inconclusive:
         failing += [c["id"] for c in controls if c["blocking"] and c["status"] == "inconclusive"]
-    return {
-        "status": "fail" if failing else "pass",
-        "exit_code": 1 if failing else 0,
-        "failed_controls": failing,
-        "counts": {s: sum(c["status"] == s for c in controls) for s in STATUS_ORDER},
-    }
+    return {"status": "fail" if failing else "pass", "exit_code": 1 if failing else 0, "failed_controls": failing,
+            "counts": _counts(controls)}
+
+
+def verdict_of_schema(policy: Policy, controls: list[dict[str, Any]], schema_version: str) -> dict[str, Any]:
+    """The verdict by the rule a bundle of ``schema_version`` was written under (1.6 brought the inconclusive
+    verdict)."""
+    major, minor = (int(part) for part in schema_version.split("."))
+    return verdict(policy, controls) if (major, minor) >= (1, 6) else legacy_verdict(policy, controls)
+
+
+def _counts(controls: list[dict[str, Any]]) -> dict[str, int]:
+    return {s: sum(c["status"] == s for c in controls) for s in STATUS_ORDER}

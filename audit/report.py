@@ -75,9 +75,9 @@ def environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    from audit import report_view
+    from audit.report_numbers import FILTERS
 
-    env.filters.update(report_view.FILTERS)
+    env.filters.update(FILTERS)
     return env
 
 

@@ -9,11 +9,15 @@ in force, since its result then answers to no rule.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from typing import Any
 
+from markupsafe import Markup, escape
+
 from audit.evidence import EvidenceBundle
-from audit.regulations import applies_in, has_force
+from audit.regulations import applies_in, has_force, load_catalog
+from audit.regulations.catalog import referenced_ids
 
 NA = "n/a"
 JURISDICTION_NAMES = {"us": "the United States", "eu": "the European Union", "uk": "the United Kingdom",
@@ -34,12 +38,16 @@ def crosswalk_context(bundle: EvidenceBundle) -> dict[str, Any]:
     def shown(clause: dict[str, Any]) -> bool:  # a bundle older than the catalog's jurisdictions shows every clause
         return "jurisdiction" not in clause or applies_in(clause, jurisdiction)
 
+    catalog = {c["id"]: c for c in bundle.clauses}
     evidence: dict[str, list[dict[str, str]]] = defaultdict(list)
     for control in bundle.controls:
         for clause in control["clauses"]:
-            evidence[clause].append({"id": control["id"], "status": control["status"]})
+            if control["id"] not in (catalog.get(clause, {}).get("not_evidenced_by") or ()):
+                evidence[clause].append({"id": control["id"], "status": control["status"]})
     suite_clauses = set(bundle.suite["clauses"])
-    catalog = {c["id"]: c for c in bundle.clauses}
+    shown_ids = [c["id"] for c in bundle.clauses if shown(c)]
+    mentioned = {c["id"]: referenced_ids(c, [*catalog, *load_catalog()["clauses"]]) for c in bundle.clauses}
+    referenced_by = {cid: [other for other in shown_ids if cid in mentioned[other]] for cid in catalog}
     clauses = [
         {
             "id": c["id"],
@@ -50,11 +58,12 @@ def crosswalk_context(bundle: EvidenceBundle) -> dict[str, Any]:
             "status": c.get("status") or NA,
             "in_force": has_force(c),
             "verified": c.get("verified"),
-            "status_note": c.get("status_note") or "",
+            "status_note": linked(c.get("status_note") or "", mentioned[c["id"]], shown_ids),
             "status_source": c.get("status_source") or "",
             "effective": c.get("effective") or NA,
-            "summary": c.get("summary") or "",
-            "evidence": c.get("evidence") or "",
+            "summary": linked(c.get("summary") or "", mentioned[c["id"]], shown_ids),
+            "evidence": linked(c.get("evidence") or "", mentioned[c["id"]], shown_ids),
+            "referenced_by": referenced_by.get(c["id"], []),
             "url": c.get("url") or "",
             "controls": evidence.get(c["id"], []),
             "cited_by_suite": c["id"] in suite_clauses,
@@ -82,3 +91,23 @@ def crosswalk_context(bundle: EvidenceBundle) -> dict[str, Any]:
         "warnings": warnings,
         "n_unverified": sum(c["verified"] is False for c in clauses),
     }
+
+
+def linked(text: str, mentioned: list[str], shown_ids: list[str]) -> Markup:
+    """A clause text with each clause id it mentions linked to that clause's entry in the appendix, or, for a
+    clause this report does not show, marked as such. The text is escaped; only the links are markup."""
+    if not mentioned:
+        return Markup(escape(text))
+    pattern = re.compile("|".join(rf"(?<![\w.-]){re.escape(cid)}(?![\w-]|\.\w)"
+                                  for cid in sorted(mentioned, key=len, reverse=True)))
+    pieces, last = [], 0
+    for match in pattern.finditer(text):
+        cid = match.group(0)
+        pieces.append(escape(text[last:match.start()]))
+        if cid in shown_ids:
+            pieces.append(Markup('<a class="id" href="#clause-{}">{}</a>').format(cid, cid))
+        else:
+            pieces.append(Markup('<span class="id">{}</span> (not shown in this report)').format(cid))
+        last = match.end()
+    pieces.append(escape(text[last:]))
+    return Markup("").join(pieces)

@@ -39,5 +39,5 @@ def formats_context(bundle: EvidenceBundle) -> dict[str, Any] | None:
         "n_changes": found["n_decision_changes"],
         "mass_floor": found["mass_floor"],
         "change_ci": found["decision_change_ci"],
-        "spread": [{**g, "values": [g["shifts"].get(name) for name in names]} for g in spread],
+        "spread": [{**g, "format_shifts": [g["shifts"].get(name) for name in names]} for g in spread],
     }

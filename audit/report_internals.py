@@ -8,11 +8,23 @@ import numpy as np
 
 from audit import charts
 from audit.evidence import EvidenceBundle
+from audit.wording import plural
 
 LENS_GROUPS_SHOWN = 6
 
 
 READ_OUT_POSITION = {"causal-lm": "answer position", "classifier": "[CLS] position"}  # where the decision is read
+NBSP = "\u00a0"
+
+
+def _pct(share: float, digits: int = 0) -> str:
+    """A share in 0..1 as the report's tables write it: 0.25 -> "25 %"."""
+    return f"{100 * share:.{digits}f}{NBSP}%"
+
+
+def _points(difference: float) -> str:
+    """A difference of two shares in percentage points: 0.072 -> "+7.2 percentage points"."""
+    return f"{100 * difference:+.1f} percentage points"
 
 
 def internals_context(bundle: EvidenceBundle) -> dict[str, Any] | None:
@@ -47,10 +59,10 @@ def _patching(patching: dict[str, Any] | None) -> dict[str, Any] | None:
     readings = []
     if mediated["mean"] is not None:
         readings.append(
-            f"After the first layer, the words of the protected attribute still carry {mediated['mean']:.0%} of the "
+            f"After the first layer, the words of the protected attribute still carry {_pct(mediated['mean'])} of the "
             "decision gap on average"
-            + (f" (95 % CI [{mediated['ci'][0]:.0%}, {mediated['ci'][1]:.0%}])" if mediated["ci"] else "")
-            + f" over {mediated['n_pairs']} pairs: patching their hidden states alone moves the baseline's decision "
+            + (f" (95 % CI [{_pct(mediated['ci'][0])}, {_pct(mediated['ci'][1])}])" if mediated["ci"] else "")
+            + f" over {plural(mediated['n_pairs'], 'pair')}: patching their hidden states alone moves the baseline's decision "
             "that far toward the counterfactual's."
         )
     if summary["peak_layer"] is not None:
@@ -71,6 +83,8 @@ def _patching(patching: dict[str, Any] | None) -> dict[str, Any] | None:
                   "tokens": f"{p['patched_tokens']} of {p['source_span_tokens']} / {p['target_span_tokens']}",
                   "seconds": p["seconds"]} for p in patching["pairs"]],
         "chart": charts.patching_chart(layers, means, cis, pairs, salt="patching"),
+        "has_band": any(ci and ci[1] > ci[0] for ci in cis),
+        "has_shares": any(m is not None for m in means),
         "readings": readings,
     }
 
@@ -83,7 +97,7 @@ def _lens(lens: dict[str, Any]) -> dict[str, Any]:
     if forming:
         readings.append(
             f"Where the decision forms: the baseline applications' decision settles on its final side at depth "
-            f"{int(np.median(forming))} of {lens['depths'] - 1} (median over {len(forming)} scenarios; range "
+            f"{int(np.median(forming))} of {lens['depths'] - 1} (median over {plural(len(forming), 'scenario')}; range "
             f"{min(forming)} to {max(forming)}). Before that depth the read-out points the other way or nowhere."
         )
     for group in shown[:3]:
@@ -122,6 +136,10 @@ def _probe_row(probe: dict[str, Any], read_out: str) -> dict[str, Any]:
         "why": probe.get("why"), "n": probe.get("n_cases"), "majority": probe.get("majority"),
         "depth": None if best is None else best["depth"], "best": best,
         "final": probe["layers"][-1] if probe.get("evaluated") else None,
+        # selectivity is a difference of two accuracies: shown in percentage points beside them in percent
+        "selectivity_points": None if best is None else 100 * best["selectivity"],
+        "selectivity_points_ci": None if best is None or not best["selectivity_ci"]
+        else [100 * v for v in best["selectivity_ci"]],
     }
 
 
@@ -145,11 +163,11 @@ def _probe_readings(probes: list[dict[str, Any]]) -> list[str]:
         verdict = ("is linearly decodable from the decision position beyond what the words alone give"
                    if encoded else "is not decodable from the decision position beyond word identity and chance")
         readings.append(
-            f"{probe['target'].capitalize()} {verdict}: best selectivity {best['selectivity']:+.2f}"
-            + (f" (95 % CI [{best['selectivity_ci'][0]:+.2f}, {best['selectivity_ci'][1]:+.2f}])"
+            f"{probe['target'].capitalize()} {verdict}: best selectivity {_points(best['selectivity'])}"
+            + (f" (95 % CI [{100 * best['selectivity_ci'][0]:+.1f}, {100 * best['selectivity_ci'][1]:+.1f}])"
                if best["selectivity_ci"] else "")
-            + f" at depth {best['depth']}, accuracy {best['accuracy']:.2f} against a majority share of "
-            f"{probe['majority']:.2f}."
+            + f" at depth {best['depth']}, accuracy {_pct(best['accuracy'], 1)} against a majority-class share of "
+            f"{_pct(probe['majority'], 1)}."
         )
     if any("beyond what the words alone give" in r for r in readings):
         readings.append("Being decodable is not by itself a failure: it says the characteristic reaches the point "

@@ -177,7 +177,7 @@ def _check_shape(folder: Path, manifest: dict[str, str], bundle: EvidenceBundle,
 
 def _check_controls(bundle: EvidenceBundle, result: Verification) -> None:
     """Re-derive every control and the verdict from the bundle's evidence under the bundle's own policy."""
-    from audit.policy import evaluate, parse_policy, verdict
+    from audit.policy import evaluate, parse_policy, verdict_of_schema
 
     recorded = {key: value for key, value in bundle.policy.items() if key not in ("source", "sha256")}
     try:
@@ -202,14 +202,16 @@ def _check_controls(bundle: EvidenceBundle, result: Verification) -> None:
                 f"gives {control['status']} at {control.get('value')}")
     extra = sorted(set(stated) - {c["id"] for c in controls})
     result.problems += [f"{BUNDLE_FILE}: control {cid} is not in the bundle's policy" for cid in extra]
-    derived = verdict(policy, controls)
-    for key in ("status", "exit_code", "failed_controls"):
+    derived = verdict_of_schema(policy, controls, bundle.schema_version)
+    for key in [key for key in ("status", "exit_code", "failed_controls", "undecided_controls") if key in derived]:
         if bundle.verdict.get(key) != derived[key]:
             result.problems.append(f"{BUNDLE_FILE}: verdict.{key} is {bundle.verdict.get(key)!r}, the controls give "
                                    f"{derived[key]!r}")
     if len(result.problems) == before:
+        undecided = derived.get("undecided_controls")
         result.passed.append(f"controls: all {len(controls)} re-derived from the evidence; verdict "
-                             f"{derived['status']} (exit code {derived['exit_code']})")
+                             f"{derived['status']} (exit code {derived['exit_code']})"
+                             + (f"; undecided blocking controls: {', '.join(undecided)}" if undecided else ""))
 
 
 def _same_number(stated: Any, derived: Any) -> bool:

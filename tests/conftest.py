@@ -130,6 +130,18 @@ def save_tiny_llama(folder: Path, bpe_tokenizer, max_position_embeddings: int = 
     return folder
 
 
+DISCRIM_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "discrim-eval-explicit-subset.jsonl"
+
+
+@pytest.fixture(scope="session")
+def discrim_llama_dir(tmp_path_factory):
+    """The tiny Llama with a tokenizer that also learned the discrim-eval rows, so that "yes", "Yes", "no" and
+    "No" are single tokens, as they are for SmolLM2 (lm-eval scores multi-token choices too; we refuse them)."""
+    rows = [json.loads(line)["filled_template"] for line in DISCRIM_DATA.read_text().splitlines()[:90]]
+    tokenizer = train_bpe_tokenizer(tuple(rows) + ("“yes” “Yes” “no” “No” yes Yes no No " * 50,))
+    return save_tiny_llama(tmp_path_factory.mktemp("discrim-llama"), tokenizer)
+
+
 @pytest.fixture(scope="session")
 def tiny_bert_classifier_dir(tmp_path_factory) -> Path:
     """A 2-layer BERT sequence classifier with labels approve / decline."""

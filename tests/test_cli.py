@@ -83,9 +83,10 @@ def test_run_on_a_tiny_model_writes_bundle_report_and_manifest(tmp_path, tiny_ll
     result = audit_process(
         "run", "--model", str(tiny_llama_dir), "--limit", "2", "--ig-steps", "4", "--out", str(out)
     )
-    assert result.returncode in (0, 1), result.stderr
+    assert result.returncode in (0, 1, 4), result.stderr
     bundle = json.loads((out / "bundle.json").read_text())
     assert result.returncode == bundle["verdict"]["exit_code"]
+    assert f"verdict: {bundle['verdict']['status'].upper()}" in result.stdout
     assert {"bundle.json", "report.html", "report.pdf", "manifest.sha256"} <= {p.name for p in out.iterdir()}
     for control in bundle["controls"]:
         assert control["id"] in result.stdout

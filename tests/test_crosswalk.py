@@ -8,7 +8,8 @@ import pytest
 
 import audit
 from audit.regulations import applies_in, has_force, load_catalog
-from audit.regulations.catalog import STATUSES
+from audit.controls import CONTROLS
+from audit.regulations.catalog import STATUSES, clauses_for, referenced_ids
 
 
 def test_every_catalog_entry_states_where_it_applies_what_evidence_it_needs_and_whether_it_is_confirmed():
@@ -18,6 +19,28 @@ def test_every_catalog_entry_states_where_it_applies_what_evidence_it_needs_and_
         assert clause["status"] in STATUSES and clause["evidence"] and clause["jurisdiction"]
         assert isinstance(clause.get("verified"), bool), clause["id"]
         assert clause.get("status_source"), f"{clause['id']}: the status names its source"
+
+
+def test_a_bundle_holds_every_clause_its_clauses_refer_to():
+    catalog = load_catalog()["clauses"]
+    cited = [cid for control in CONTROLS.values() for cid in control.clauses]
+    held = {c["id"] for c in clauses_for(cited)}
+    assert set(cited) <= held
+    for cid in held:
+        assert set(referenced_ids(catalog[cid], catalog)) <= held, cid
+    assert "ecoa-reg-b-2026-final-rule" in held, "cited in the notes of 12 CFR 1002.4(a) and 1002.6(b)"
+
+
+def test_no_control_is_cited_under_a_clause_that_no_longer_supports_what_it_measures():
+    catalog = load_catalog()["clauses"]
+    excluded = {(cid, control) for cid, clause in catalog.items() for control in clause.get("not_evidenced_by") or ()}
+    assert excluded, "the catalog records which clauses no longer support which controls"
+    assert {control for _, control in excluded} <= set(CONTROLS)
+    for control in CONTROLS.values():
+        for cid in control.clauses:
+            assert cid in catalog, (control.id, cid)
+            assert (cid, control.id) not in excluded, f"{control.id} is cited under {cid}, whose note excludes it"
+    assert "ecoa-reg-b-1002.4a" not in CONTROLS["impact-ratio"].clauses, "the 2026 rule removed the effects test"
 
 
 def test_new_york_city_is_bound_by_federal_law_and_the_eu_is_not():

@@ -78,15 +78,6 @@ def test_a_malformed_file_names_the_line_and_column(tmp_path, line, message):
 
 
 @pytest.fixture(scope="module")
-def discrim_llama_dir(tmp_path_factory):
-    """The tiny Llama with a tokenizer that also learned the discrim-eval rows, so that "yes", "Yes", "no" and
-    "No" are single tokens, as they are for SmolLM2 (lm-eval scores multi-token choices too; we refuse them)."""
-    rows = [json.loads(line)["filled_template"] for line in DATA.read_text().splitlines()[:90]]
-    tokenizer = train_bpe_tokenizer(tuple(rows) + ("“yes” “Yes” “no” “No” yes Yes no No " * 50,))
-    return save_tiny_llama(tmp_path_factory.mktemp("discrim-llama"), tokenizer)
-
-
-@pytest.fixture(scope="module")
 def discrim_audit(tmp_path_factory, discrim_llama_dir):
     out = tmp_path_factory.mktemp("discrim-eval") / "out"
     return audit.run(model=str(discrim_llama_dir), suite=f"discrim-eval:{DATA}", out=out, limit=5, ig_steps=2,

@@ -35,7 +35,7 @@ def test_default_audit_writes_a_readable_report(audit_out):
     from pypdf import PdfReader
 
     out, result = audit_out
-    assert result.returncode in (0, 1), result.stderr[-2000:]
+    assert result.returncode in (0, 1, 4), result.stderr[-2000:]
     bundle = json.loads((out / "bundle.json").read_text())
     assert result.returncode == bundle["verdict"]["exit_code"]
     text = "\n".join(page.extract_text() for page in PdfReader(out / "report.pdf").pages)

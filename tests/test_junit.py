@@ -1,4 +1,5 @@
-"""junit.xml: one test case per control, failures exactly where the audit fails, clauses as properties."""
+"""junit.xml: one test case per control, failures exactly where the audit fails, errors where a blocking control
+could not be decided, clauses as properties."""
 
 from __future__ import annotations
 
@@ -21,12 +22,19 @@ def test_every_control_is_a_test_case_and_only_the_failing_ones_fail(audited):
     suite = root.find("testsuite")
     cases = suite.findall("testcase")
     failing = set(bundle.verdict["failed_controls"])
+    undecided = set(bundle.verdict["undecided_controls"]) - failing
     assert [c.get("name").split(":")[0] for c in cases] == [c["id"] for c in bundle.controls]
     assert int(suite.get("tests")) == len(bundle.controls) and int(suite.get("failures")) == len(failing)
+    assert int(suite.get("errors")) == len(undecided)
     assert dict(properties(suite))["model.fingerprint"] == bundle.model["id"]
+    assert dict(properties(suite))["verdict"] == bundle.verdict["status"]
     for case, control in zip(cases, bundle.controls):
         assert (case.find("failure") is not None) == (control["id"] in failing)
-        assert (case.find("skipped") is not None) == (control["status"] == "not evaluated")
+        error = case.find("error")
+        assert (error is not None) == (control["id"] in undecided)
+        if error is not None:
+            assert error.get("type") == control["status"] and control["blocking"]
+        assert (case.find("skipped") is not None) == (control["status"] == "not evaluated" and not control["blocking"])
         listed = properties(case)
         assert [value for name, value in listed if name == "clause"] == control["clauses"]
         assert dict(listed)["status"] == control["status"]

@@ -9,7 +9,7 @@ import pytest
 
 from audit.controls import CONTROLS, Measurement
 from audit.errors import PolicyError
-from audit.policy import judge, load_policy, parse_policy, verdict
+from audit.policy import judge, load_policy, parse_policy, verdict, verdict_of_schema, verdict_sentence
 from tests.conftest import write_yaml
 
 
@@ -81,13 +81,42 @@ def test_verdict_fails_only_on_blocking_controls():
     controls = [
         {"id": "a", "blocking": True, "status": "pass"},
         {"id": "b", "blocking": False, "status": "fail"},
-        {"id": "c", "blocking": True, "status": "inconclusive"},
+        {"id": "c", "blocking": True, "status": "pass"},
     ]
-    assert verdict(policy, controls)["exit_code"] == 0
+    assert verdict(policy, controls)["status"] == "pass" and verdict(policy, controls)["exit_code"] == 0
     controls[0]["status"] = "fail"
     assert verdict(policy, controls) | {} == {**verdict(policy, controls), "status": "fail", "exit_code": 1}
-    strict = parse_policy({"id": "p", "fail_on_inconclusive": True, "controls": {"impact-ratio": {"threshold": 0.8}}}, label="p")
-    assert verdict(strict, controls)["failed_controls"] == ["a", "c"]
+    assert verdict(policy, controls)["failed_controls"] == ["a"]
+
+
+@pytest.mark.parametrize("undecided", ["inconclusive", "not evaluated"])
+def test_a_verdict_is_never_pass_while_a_blocking_control_is_undecided(undecided):
+    policy = parse_policy({"id": "p", "controls": {"impact-ratio": {"threshold": 0.8}}}, label="p")
+    controls = [
+        {"id": "a", "blocking": True, "status": "pass"},
+        {"id": "b", "blocking": False, "status": "fail"},
+        {"id": "c", "blocking": True, "status": undecided},
+        {"id": "d", "blocking": False, "status": "inconclusive"},
+    ]
+    found = verdict(policy, controls)
+    assert found["status"] == "inconclusive" and found["exit_code"] == 4
+    assert found["failed_controls"] == [] and found["undecided_controls"] == ["c"]
+    assert verdict_sentence(found, controls).startswith("INCONCLUSIVE: no blocking control failed, but 1 of 2")
+    strict = parse_policy({"id": "p", "fail_on_inconclusive": True, "controls": {"impact-ratio": {"threshold": 0.8}}},
+                          label="p")
+    assert verdict(strict, controls) | {} == {**found, "status": "fail", "exit_code": 1, "failed_controls": ["c"]}
+    controls[0]["status"] = "fail"  # a failure outranks an undecided control
+    assert verdict(policy, controls)["status"] == "fail"
+    assert verdict(policy, controls)["undecided_controls"] == ["c"]
+    advisory_only = [c for c in controls if not c["blocking"]]
+    assert verdict(policy, advisory_only)["status"] == "pass"
+
+
+def test_bundles_before_1_6_are_judged_by_the_rule_they_were_written_under():
+    policy = parse_policy({"id": "p", "controls": {"impact-ratio": {"threshold": 0.8}}}, label="p")
+    controls = [{"id": "a", "blocking": True, "status": "pass"}, {"id": "c", "blocking": True, "status": "inconclusive"}]
+    assert verdict_of_schema(policy, controls, "1.5")["status"] == "pass"
+    assert verdict_of_schema(policy, controls, "1.6")["status"] == "inconclusive"
 
 
 def test_a_group_below_the_minimum_sample_size_cannot_pass_or_fail():

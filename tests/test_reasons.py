@@ -16,7 +16,7 @@ from audit.reasons import (
     MAX_REASONS, adverse_action_reasons, judge_case, overlap, principal_reasons, protected_among_top, stability,
 )
 from audit.report import render_html
-from audit.report_view import _control_reading
+from audit.report_phrases import control_reading
 from tests.conftest import write_yaml
 from tests.wired import blank_llama_adapter, wire_to_token
 
@@ -178,7 +178,7 @@ def test_control_is_zero_tolerance_over_the_declines_and_not_evaluated_without_a
     assert "ecoa-reg-b-1002.9b2" in control["clauses"]
     if declined == 0:
         assert control["decisive"] == "no unfavourable decisions" and control["value"] is None
-        assert _control_reading(control).startswith("Not evaluated: the model decided all 20 cases favourably")
+        assert control_reading(control).startswith("Not evaluated: the model decided all 20 cases favourably")
     else:
         assert control["value"] == pytest.approx(flagged / declined)
         assert "Wilson 95 % CI" in control["measurements"][0]["detail"]

@@ -155,7 +155,7 @@ def test_no_cache_writes_nothing(tiny_llama_dir, small_suite, tmp_path):
     result = invoke("run", "--model", str(tiny_llama_dir), "--suite", str(small_suite), "--limit", "1",
                     "--methods", "ig", "--ig-steps", "2", "--format-sensitivity", "off", "--patching-pairs", "1",
                     "--out", str(tmp_path / "out"), "--no-cache", "--cache-dir", str(cache))
-    assert result.exit_code in (0, 1), result.output
+    assert result.exit_code in (0, 1, 4), result.output
     assert not cache.exists()
     bundle = json.loads((tmp_path / "out" / "bundle.json").read_text())
     assert bundle["run"]["result_cache"] == {"enabled": False, "dir": None, "unavailable": None, "stages": {}}

@@ -66,13 +66,25 @@ def flip_verdict(bundle: EvidenceBundle) -> str:
     return f"verdict.status is '{flipped}', the controls give"
 
 
+def clear_an_undecided_audit(bundle: EvidenceBundle) -> str:
+    """What a forger wanting a green build would write: PASS, exit 0, nothing undecided, every blocking control
+    passing; the evidence still leaves a blocking control undecided."""
+    undecided = next(c for c in bundle.controls if c["blocking"] and c["status"] in ("inconclusive", "not evaluated"))
+    bundle.verdict = {**bundle.verdict, "status": "pass", "exit_code": 0, "failed_controls": [],
+                      "undecided_controls": []}
+    for control in bundle.controls:
+        if control["blocking"]:
+            control["status"] = "pass"
+    return f"control {undecided['id']} states pass"
+
+
 def pass_a_control(bundle: EvidenceBundle) -> str:
     control = next(c for c in bundle.controls if c["status"] != "pass")
     control["status"] = "pass"
     return f"control {control['id']} states pass"
 
 
-@pytest.mark.parametrize("edit", [flip_verdict, pass_a_control])
+@pytest.mark.parametrize("edit", [flip_verdict, pass_a_control, clear_an_undecided_audit])
 def test_an_edited_verdict_or_control_is_caught_even_with_manifest_and_artifacts_rewritten(unrendered, tmp_path,
                                                                                            edit):
     folder = copy_of(unrendered, tmp_path)

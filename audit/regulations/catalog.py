@@ -11,6 +11,7 @@ yet gained it (proposed, delayed) is flagged in the report's crosswalk.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from importlib import resources
 from typing import Any, Iterable
@@ -42,14 +43,30 @@ def load_catalog() -> dict[str, Any]:
     return {"as_of": str(raw.get("as_of", "")), "clauses": clauses}
 
 
+TEXT_FIELDS = ("summary", "evidence", "status_note")
+
+
 def clauses_for(ids: Iterable[str]) -> list[dict[str, Any]]:
-    """Catalog entries for the given ids, in first-seen order; unknown ids are marked as such."""
+    """Catalog entries for the given ids, in first-seen order, followed by every clause their texts refer to
+    (transitively), so a report never cites a clause it does not hold; unknown ids are marked as such."""
     catalog = load_catalog()["clauses"]
     seen: dict[str, dict[str, Any]] = {}
-    for cid in ids:
-        if cid not in seen:
-            seen[cid] = catalog.get(cid) or {"id": cid, "title": "not in the clause catalog", "status": "unknown"}
+    pending = list(ids)
+    while pending:
+        cid = pending.pop(0)
+        if cid in seen:
+            continue
+        seen[cid] = catalog.get(cid) or {"id": cid, "title": "not in the clause catalog", "status": "unknown"}
+        pending += [ref for ref in referenced_ids(seen[cid], catalog) if ref not in seen]
     return list(seen.values())
+
+
+def referenced_ids(clause: dict[str, Any], known: Iterable[str]) -> list[str]:
+    """The ids of ``known`` clauses that ``clause``'s texts mention, in order of first mention."""
+    text = " ".join(str(clause.get(name) or "") for name in TEXT_FIELDS)
+    found = {cid: match.start() for cid in known if cid != clause.get("id")
+             for match in [re.search(rf"(?<![\w.-]){re.escape(cid)}(?![\w-]|\.\w)", text)] if match}
+    return sorted(found, key=found.get)
 
 
 def applies_in(clause: dict[str, Any], jurisdiction: str | None) -> bool:
