@@ -241,7 +241,8 @@ def diff(base, candidate, out):
             click.echo(f"{control['id']:<32} {control['base']['status'] if control['base'] else '-':>14} -> "
                        f"{control['candidate']['status']:<14}" + (" REGRESSED" if control["regressed"] else
                                                                   " significant change"))
-    click.echo(f"diff: {found['verdict']['status']}; {paths['diff.pdf']}")
+    click.echo(f"diff: {found['verdict']['status']} (candidate verdict {found['candidate']['verdict'].upper()}); "
+               f"{paths['diff.pdf']}")
     return found["verdict"]["exit_code"]
 
 

@@ -194,14 +194,17 @@ def measure_adverse_action(evidence: dict, params: dict) -> list[Measurement]:
     """
     reasons = evidence.get("adverse_action")
     if reasons is None:
-        return []
+        return [Measurement("no legitimate factors", None, None,
+                            "the suite names no legitimate factors (an imported benchmark such as discrim-eval does "
+                            "not), so no principal reasons can be derived")]
     declined, flagged = reasons["n_unfavourable"], reasons["n_flagged"]
     if declined == 0:
+        everyone = "the one case" if reasons["n_cases"] == 1 else f"all {reasons['n_cases']} cases"
         return [
             Measurement(
                 "no unfavourable decisions", None, None,
-                f"the model decided all {reasons['n_cases']} cases favourably, so no adverse-action notice is owed "
-                "and there are no reasons to check",
+                f"the model decided {everyone} favourably, so no adverse-action notice is owed and there are no "
+                "reasons to check",
             )
         ]
     kinds = Counter(flag["kind"] for case in reasons["cases"] for flag in case["flags"])
@@ -209,7 +212,8 @@ def measure_adverse_action(evidence: dict, params: dict) -> list[Measurement]:
     breakdown = "".join(f"; {kind}: {n}" for kind, n in sorted(kinds.items()))
     return [
         Measurement(
-            "the one unfavourable decision" if declined == 1 else f"all {declined} unfavourable decisions", flagged / declined, (flagged / declined, flagged / declined),
+            "the one unfavourable decision" if declined == 1 else f"all {declined} unfavourable decisions",
+            flagged / declined, (flagged / declined, flagged / declined),
             f"{flagged} of {plural(declined, 'decline')} flagged{breakdown}; Wilson 95 % CI for declines beyond this suite "
             f"[{low:.1%}, {high:.1%}]",
         )
@@ -225,10 +229,11 @@ def measure_mediation(evidence: dict, params: dict) -> list[Measurement]:
     summary = patching["summary"]
     mediated = summary["mediated_fraction"]
     if mediated["mean"] is None:
+        pairs = "the one patched pair" if summary["n_pairs"] == 1 else f"all {summary['n_pairs']} patched pairs"
         return [
             Measurement(
                 "patched pairs", None, None,
-                f"all {summary['n_pairs']} patched pairs moved the decision by less than "
+                f"{pairs} moved the decision by less than "
                 f"{patching['total_effect_floor']} log-odds: there is no gap to mediate",
             )
         ]
@@ -457,8 +462,8 @@ CONTROLS: dict[str, ControlDefinition] = {
                 "to check."
             ),
             if_not_evaluated=(
-                "Audit a suite in which the model declines some applications: with no decline there is no notice "
-                "to check."
+                "Audit a suite that names legitimate factors and in which the model declines some applications: "
+                "without both there is no adverse-action notice to check."
             ),
         ),
         ControlDefinition(

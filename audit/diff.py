@@ -29,7 +29,7 @@ from typing import Any
 from audit.evidence import EvidenceBundle
 from audit.policy import STATUS_ORDER, verdict_from, verdict_sentence
 
-DIFF_SCHEMA_VERSION = "1.0"
+DIFF_SCHEMA_VERSION = "1.1"  # 1.1: each side's verdict by the current rule, with its reason and stated verdict
 Z95 = 1.959963984540054
 DRIFT_RHO = 0.5  # a case whose attribution ranks correlate less than this across the two audits drifted
 MODEL_PARTS = ("weights", "tokenizer", "chat_template_sha256", "config_sha256", "source_gguf")

@@ -273,23 +273,20 @@ def attribute(loaded, rendered: RenderedPrompt, generated: list[int], method_nam
     with torch.no_grad():
         embeddings = embedding(sequence).float()
     total = len(generated) * (ig_steps if method_name == "ig" else 1)
-    progress = Progress("attribution", total, unit="token-steps", quiet=quiet)
     note(f"attributing {len(generated)} tokens with {method.TITLES[method_name]}", quiet=quiet)
-    if method_name == "input-x-gradient":
-        found = method.input_x_gradient(model, embeddings, targets, sources, on_backward=progress.advance)
-    else:
+    with Progress("attribution", total, unit="token-steps", quiet=quiet) as progress:  # stopped on an error too
+        if method_name == "input-x-gradient":
+            return method.input_x_gradient(model, embeddings, targets, sources, on_backward=progress.advance)
         filler_id, _ = filler_token(tokenizer)
         reference = None if filler_id is None else embedding(torch.tensor(filler_id, device=sequence.device)).detach()
         reference_text = ("the zero embedding" if filler_id is None else
                           f"token {filler_id} ({tokenizer.decode([filler_id])!r})")
         rows = loaded.budget.rows(len(sequence) - rendered.region[0], context=len(sequence), gradients=True)
-        found = method.integrated_gradients(
+        return method.integrated_gradients(
             model, embeddings, targets, sources, reference, n_steps=ig_steps, rows_per_pass=rows,
             reference_text=f"the user's text and the generated tokens replaced by {reference_text}",
             on_backward=progress.advance,
         )
-    progress.close()
-    return found
 
 
 def answer_spans(tokenizer, generated: list[int]) -> tuple[str, list[tuple[int, int]]]:

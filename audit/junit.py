@@ -13,7 +13,7 @@ The clauses a control evidences are ``clause`` properties, one each.
 
 The format is the de-facto JUnit schema read by GitHub Actions test reporters, GitLab (``artifacts:reports:
 junit``) and Jenkins' junit step: ``testsuites > testsuite > properties, testcase > properties, failure |
-skipped, system-out``. Rendered from the bundle alone, like every other artifact.
+error | skipped, system-out``. Rendered from the bundle alone, like every other artifact.
 """
 
 from __future__ import annotations
@@ -22,14 +22,17 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from audit.evidence import EvidenceBundle
-from audit.policy import UNDECIDED, verdict_sentence
+from audit.policy import UNDECIDED, verdict_from, verdict_sentence
 
 JUNIT_FILE = "junit.xml"
 
 
 def render_junit(bundle: EvidenceBundle) -> bytes:
-    failing = set(bundle.verdict["failed_controls"])
+    """The controls as JUnit XML, judged by the current verdict rule (a bundle before schema 1.6 that states PASS
+    with a blocking control undecided reads INCONCLUSIVE here too; its own statement is ``verdict.stated``)."""
     controls = bundle.controls
+    current = verdict_from(controls, bool(bundle.policy.get("fail_on_inconclusive")))
+    failing = set(current["failed_controls"])
     undecided = {c["id"] for c in controls if c["blocking"] and c["status"] in UNDECIDED} - failing
     counts = {
         "tests": str(len(controls)),
@@ -45,9 +48,10 @@ def render_junit(bundle: EvidenceBundle) -> bytes:
         "timestamp": bundle.run["finished_at"],
     })
     _properties(suite, [
-        ("verdict", bundle.verdict["status"]),
-        ("verdict.reason", verdict_sentence(bundle.verdict, controls)),
-        ("exit_code", bundle.verdict["exit_code"]),
+        ("verdict", current["status"]),
+        ("verdict.reason", verdict_sentence(current, controls)),
+        ("verdict.stated", bundle.verdict["status"] if bundle.verdict["status"] != current["status"] else None),
+        ("exit_code", current["exit_code"]),
         ("model.fingerprint", bundle.model["id"]),
         ("model.spec", bundle.model.get("spec")),
         ("suite.id", bundle.suite["id"]),

@@ -44,7 +44,7 @@ from audit.junit import JUNIT_FILE
 from audit.models import DEFAULT_MODEL, load_model, make_adapter, parse_model_spec
 from audit.models.loading import check_runtime, check_weights
 from audit.policy import DEFAULT_PROTECTED_FLOOR, DEFAULT_STABILITY_FLOOR, JURISDICTIONS, evaluate, load_policy, verdict
-from audit.progress import Progress, Stages, cache_counter, plural
+from audit.progress import Progress, Stages, cache_counter
 from audit.reasons import adverse_action_reasons
 from audit.regulations import clauses_for, load_catalog
 from audit.results_cache import open_cache
@@ -53,6 +53,7 @@ from audit.scoring import score_cases
 from audit.suites import expand, load_suite
 from audit.suites.rows import apply_rows
 from audit.suites.schema import Suite
+from audit.wording import plural
 from explainers.hidden import HiddenStateRecorder, answer_and_slot_positions
 
 DEFAULT_SUITE = "fair-lending"

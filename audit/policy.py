@@ -257,17 +257,20 @@ def verdict_from(controls: list[dict[str, Any]], fail_on_inconclusive: bool) -> 
 
 
 def verdict_sentence(verdict: dict[str, Any], controls: list[dict[str, Any]]) -> str:
-    """The verdict and why, in one sentence: what a CI log, the JUnit suite and the report's cover say."""
+    """The verdict and why, in one sentence: what a CI log and the JUnit suite say. The status is read from
+    ``verdict["failed_controls"]`` and the controls, so a stated PASS with an undecided blocking control (a bundle
+    before schema 1.6) cannot read PASS here."""
     blocking = [c for c in controls if c["blocking"]]
     failed = [c["id"] for c in blocking if c["status"] == "fail"]
     undecided = {s: [c["id"] for c in blocking if c["status"] == s] for s in UNDECIDED}
     pending = "; ".join(f"{s}: {', '.join(ids)}" for s, ids in undecided.items() if ids)
     n_undecided = sum(map(len, undecided.values()))
-    if verdict["status"] == "pass":
+    status = "fail" if verdict["failed_controls"] or failed else "inconclusive" if n_undecided else "pass"
+    if status == "pass":
         if not blocking:
             return "PASS: the policy makes no control blocking, so no control could fail the audit."
         return f"PASS: all {_controls_phrase(len(blocking))} passed."
-    if verdict["status"] == "fail":
+    if status == "fail":
         if failed:
             sentence = f"FAIL: {len(failed)} of {_controls_phrase(len(blocking))} failed ({', '.join(failed)})"
             counted = ", which this policy counts as failures" if len(verdict["failed_controls"]) > len(failed) else ""

@@ -40,6 +40,8 @@ from collections import deque
 from contextvars import ContextVar
 from typing import Callable, TextIO
 
+from audit.wording import plural
+
 QUIET_START_S = 1.0  # a bar says nothing during its first second
 TTY_REDRAW_S = 0.2  # a terminal line is redrawn at most this often as units finish
 LOG_EVERY_S = 10.0  # a log line at most this often as units finish (not a terminal)
@@ -56,11 +58,6 @@ def clock_text(seconds: float) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
-def plural(n: int, word: str) -> str:
-    """``1 case``, ``2 cases``."""
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 class RecentRate:

@@ -16,7 +16,7 @@ from typing import Any
 from markupsafe import Markup, escape
 
 from audit.evidence import EvidenceBundle
-from audit.regulations import applies_in, has_force, load_catalog
+from audit.regulations import applies_in, has_force
 from audit.regulations.catalog import referenced_ids
 
 NA = "n/a"
@@ -42,11 +42,12 @@ def crosswalk_context(bundle: EvidenceBundle) -> dict[str, Any]:
     evidence: dict[str, list[dict[str, str]]] = defaultdict(list)
     for control in bundle.controls:
         for clause in control["clauses"]:
-            if control["id"] not in (catalog.get(clause, {}).get("not_evidenced_by") or ()):
-                evidence[clause].append({"id": control["id"], "status": control["status"]})
+            evidence[clause].append({"id": control["id"], "status": control["status"]})
     suite_clauses = set(bundle.suite["clauses"])
     shown_ids = [c["id"] for c in bundle.clauses if shown(c)]
-    mentioned = {c["id"]: referenced_ids(c, [*catalog, *load_catalog()["clauses"]]) for c in bundle.clauses}
+    # A bundle from 1.6 on records each clause's references; an older one is searched for the ids it holds.
+    mentioned = {c["id"]: c["references"] if isinstance(c.get("references"), list) else referenced_ids(c, catalog)
+                 for c in bundle.clauses}
     referenced_by = {cid: [other for other in shown_ids if cid in mentioned[other]] for cid in catalog}
     clauses = [
         {

@@ -8,18 +8,18 @@ import numpy as np
 
 from audit import charts
 from audit.evidence import EvidenceBundle
+from audit.report_numbers import fmt_pct
 from audit.wording import plural
 
 LENS_GROUPS_SHOWN = 6
 
 
 READ_OUT_POSITION = {"causal-lm": "answer position", "classifier": "[CLS] position"}  # where the decision is read
-NBSP = "\u00a0"
 
 
 def _pct(share: float, digits: int = 0) -> str:
     """A share in 0..1 as the report's tables write it: 0.25 -> "25 %"."""
-    return f"{100 * share:.{digits}f}{NBSP}%"
+    return fmt_pct(share, digits)
 
 
 def _points(difference: float) -> str:
@@ -70,7 +70,8 @@ def _patching(patching: dict[str, Any] | None) -> dict[str, Any] | None:
                         "the information has moved on to later positions, and patching the attribute's words no "
                         "longer moves the decision.")
     if summary["n_pairs_total_effect_below_floor"]:
-        readings.append(f"{summary['n_pairs_total_effect_below_floor']} pair(s) moved the decision by less than "
+        below = summary["n_pairs_total_effect_below_floor"]
+        readings.append(f"{plural(below, 'pair')} moved the decision by less than "
                         f"{patching['total_effect_floor']} log-odds in total; their shares are not defined and are "
                         "left out of the mean.")
     return {

@@ -26,7 +26,8 @@ def limitations(bundle: EvidenceBundle) -> list[str]:
         fewest = min(g["n_counterfactual"] for g in small)
         widest = max(g["flip_ci"][1] for g in small)
         items.append(
-            f"Some groups have few counterfactual cases (as few as {fewest}), so their flip-rate intervals are wide: "
+            f"{'One group has' if len(small) == 1 else 'Some groups have'} few counterfactual cases (as few as "
+            f"{fewest}), so {'its' if len(small) == 1 else 'their'} flip-rate intervals are wide: "
             f"the upper end of a 95{NBSP}% flip-rate interval reaches {fmt_pct(widest)}."
         )
     mass = fairness["answer_mass"]
@@ -130,7 +131,7 @@ FIXED_LIMITATIONS = (
     "The test changes one protected characteristic at a time in short synthetic applications and measures "
     "disparate treatment by the model. It does not measure disparate impact on a real applicant population, "
     "interactions between characteristics other than those a single value carries, or the model's behaviour "
-    "inside a lender's full decision process.",
+    "inside the deployer's full decision process.",
     "Names are a noisy proxy for race/ethnicity and sex; a shift for a group of names can reflect reactions to "
     "particular names as much as to the group.",
     "Attributions show how sensitive the decision score is to each word relative to a reference input, not why "

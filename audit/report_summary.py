@@ -9,10 +9,12 @@ was undecided, and the page then says so rather than repeat it.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from audit.controls import CONTROLS
 from audit.evidence import EvidenceBundle
+from audit.fairness import wilson
 from audit.policy import verdict_from, verdict_sentence
 from audit.report_limitations import scope_limits
 from audit.report_numbers import NA, fmt_date, fmt_int, fmt_interval, fmt_parameters, fmt_pct, fmt_threshold, \
@@ -47,12 +49,15 @@ def verdict_context(bundle: EvidenceBundle) -> dict[str, Any]:
                   "rule of the tool version that wrote it, for which an undecided blocking control did not count. "
                   "The verdict above is the current rule's, applied to the same controls.")
     advisory = [c["id"] for c in bundle.controls if not c["blocking"] and c["status"] == "fail"]
+    meaning = VERDICT_MEANING[verdict["status"]]
+    if not any(c["blocking"] for c in bundle.controls):
+        meaning = "No control is blocking under this policy, so this PASS clears nothing: read the advisory controls."
     return {
         "status": verdict["status"],
         "label": VERDICT_LABELS[verdict["status"]],
         "sentence": verdict_sentence(verdict, bundle.controls),
         "plain": plain_verdict(verdict, bundle.controls),
-        "meaning": VERDICT_MEANING[verdict["status"]],
+        "meaning": meaning,
         "advisory_failed": advisory,
         "legacy_note": legacy,
         "counts": [{"status": s, "n": n} for s, n in verdict["counts"].items()],
@@ -77,25 +82,121 @@ def plain_verdict(verdict: dict[str, Any], controls: list[dict[str, Any]]) -> st
         more = f"; {n_undecided} more could not be decided ({kinds})" if n_undecided else ""
         counted = ", which this policy counts as failures" if n_undecided and len(verdict["failed_controls"]) > failed \
             else ""
+        if len(blocking) == 1:
+            return "The one blocking control failed."
         return f"{failed} {of_all} blocking controls failed{more}{counted}."
     return (f"No blocking control failed, but {n_undecided} {of_all} could not be decided ({kinds}), and this policy "
             "fails an audit whose blocking controls cannot all be decided.")
 
 
 def next_step(bundle: EvidenceBundle, control: dict[str, Any]) -> str:
-    """What to do about a failed or undecided control: its remediation, or what would decide it."""
+    """What to do about a failed or undecided control: its remediation, or what would decide it, with the
+    number of scenarios that would roughly do so (``scenarios_to_decide``)."""
     definition = CONTROLS.get(control["id"])
     if control["status"] == "fail":
         return definition.remedy if definition else "Investigate the decisive measurement before deployment."
     if definition is None:
         return "Gather the evidence the control needs."
-    return definition.if_not_evaluated if control["status"] == "not evaluated" else definition.to_decide
+    if control["status"] == "not evaluated":
+        return definition.if_not_evaluated
+    needed = scenarios_to_decide(bundle, control)
+    if needed is None:
+        return definition.to_decide
+    total, ran = bundle.suite["n_scenarios_total"], bundle.suite["n_scenarios_used"]
+    where = (f"the suite has {total}" if needed <= total else
+             f"the suite has {total}, so add applications of your own with --rows")
+    if not control.get("ci"):
+        return (f"{definition.to_decide} No interval could be estimated from {plural(ran, 'scenario')}: at least "
+                f"{plural(needed, 'scenario')} would be needed ({where}).")
+    return (f"{definition.to_decide} At the present spread, roughly {plural(needed, 'scenario')} would decide it "
+            f"(this audit ran {ran}; {where}).")
+
+
+def scenarios_to_decide(bundle: EvidenceBundle, control: dict[str, Any]) -> int | None:
+    """Roughly how many scenarios would decide an inconclusive control, or None where that cannot be said.
+
+    Cases, attributed cases and bootstrap units all grow in proportion to the scenarios. A Wilson interval
+    (flip rate, answer reliability) is recomputed at growing case counts with the same share until its edge
+    clears the threshold (for a share of 0 it shrinks as 1/n, not 1/sqrt(n)). Any other interval's reach beyond
+    its estimate shrinks as 1/sqrt(n) (the normal approximation), so one that reaches ``r`` past the estimate,
+    ``m`` short of the threshold, clears it at about ``n * (r / m)^2`` scenarios. A group below the policy's
+    minimum size needs ``min_group_cases / cases per scenario``; an interval needs at least 2 scenarios to
+    exist. The largest of these applies.
+    """
+    n = bundle.fairness["n_scenarios"]
+    value, ci, threshold = control.get("value"), control.get("ci"), control["threshold"]
+    if value is None or n < 1:
+        return None
+    needs = []
+    group = _decisive_group(bundle, control)
+    minimum = bundle.policy.get("min_group_cases") or 0
+    if group is not None and group["n_cases"] < minimum:
+        needs.append(math.ceil(minimum / (group["n_cases"] / n)))
+    wilson_cases = _wilson_cases(bundle, control, group)
+    if not ci or None in ci:
+        needs.append(max(2, n + 1))
+    elif wilson_cases:
+        needed_cases = _wilson_cases_needed(value, wilson_cases, threshold, control["direction"],
+                                            bundle.fairness["params"]["confidence"])
+        if needed_cases is None:
+            return None
+        needs.append(math.ceil(n * needed_cases / wilson_cases))
+    else:
+        edge = ci[1] if control["direction"] == "max" else ci[0]
+        reach, margin = abs(edge - value), abs(threshold - value)
+        if margin <= 0:
+            return None
+        if reach > margin:
+            needs.append(math.ceil(n * (reach / margin) ** 2))
+    return max(needs) if needs else None
+
+
+WILSON_CONTROLS = {"decision-flip-rate": "group", "answer-reliability": "all"}
+MOST_CASES = 10_000_000
+
+
+def _wilson_cases(bundle: EvidenceBundle, control: dict[str, Any], group: dict[str, Any] | None) -> int | None:
+    """The case count behind a Wilson-interval control's decisive measurement (None for other controls)."""
+    over = WILSON_CONTROLS.get(control["id"])
+    if over == "group":
+        return group["n_counterfactual"] if group else None
+    if over == "all":
+        return bundle.fairness["n_cases"]
+    return None
+
+
+def _wilson_cases_needed(share: float, cases: int, threshold: float, direction: str, confidence: float) -> int | None:
+    """The fewest cases (doubling, then bisecting) at which a Wilson interval around ``share`` clears
+    ``threshold``; None when even ``MOST_CASES`` would not (the share sits on the threshold)."""
+    def clears(n: int) -> bool:
+        low, high = wilson(round(share * n), n, confidence)
+        return high <= threshold if direction == "max" else low >= threshold
+
+    low, high = cases, cases
+    while not clears(high):
+        if high > MOST_CASES:
+            return None
+        low, high = high, high * 2
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (middle + 1, high) if not clears(middle) else (low, middle)
+    return high
+
+
+def _decisive_group(bundle: EvidenceBundle, control: dict[str, Any]) -> dict[str, Any] | None:
+    """The fairness group a per-group control's decisive measurement belongs to, if it is one."""
+    key = control.get("decisive_key") or {}
+    for analysis in bundle.fairness["analyses"]:
+        if analysis["property"] == key.get("property") and analysis["attribute"] == key.get("attribute"):
+            return next((g for g in analysis["groups"] if g["group"] == key.get("group")), None)
+    return None
 
 
 def limited_run_note(bundle: EvidenceBundle) -> str | None:
     """The first step for every undecided control when the run left scenarios out."""
     suite = bundle.suite
-    if suite["n_scenarios_used"] >= suite["n_scenarios_total"]:
+    undecided = any(c["blocking"] and c["status"] in ("inconclusive", "not evaluated") for c in bundle.controls)
+    if not undecided or suite["n_scenarios_used"] >= suite["n_scenarios_total"]:
         return None
     return (f"This audit ran {suite['n_scenarios_used']} of the suite's "
             f"{plural(suite['n_scenarios_total'], 'scenario')}: running them all (without --limit) is the first step "
@@ -110,7 +211,8 @@ def attention_rows(bundle: EvidenceBundle) -> list[dict[str, Any]]:
             continue
         unit = unit_of(control)
         if control["status"] == "not evaluated":
-            decisive = next((m for m in control["measurements"] if m.get("detail")), None)
+            decisive = next((m for m in control["measurements"]
+                             if m["status"] == "not evaluated" and m.get("detail")), None)
             result = f"not evaluated: {decisive['detail']}" if decisive else "not evaluated: nothing to measure"
         else:
             where = f" for {control['decisive']}" if control.get("decisive") else ""

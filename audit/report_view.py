@@ -42,6 +42,7 @@ from audit.report_reasons import reasons_context
 from audit.report_signoff import signoff_context
 from audit.report_summary import cover_context, summary_context
 from audit.report_trust import trust_context
+from audit.wording import noun, plural
 
 SHIFT_CONTROL = "counterfactual-shift"
 IMPACT_CONTROL = "impact-ratio"
@@ -226,7 +227,8 @@ def _analysis_readings(bundle: EvidenceBundle, analysis: dict[str, Any]) -> list
     flipped = sum(round((g["flip_rate"] or 0) * g["n_counterfactual"]) for g in others)
     cases = sum(g["n_counterfactual"] for g in others)
     if cases and flipped == 0:
-        readings.append(f"No approve/decline decision changed in the {cases} counterfactual cases of other groups.")
+        readings.append(f"No approve/decline decision changed in the {plural(cases, 'counterfactual case')} of other "
+                        "groups.")
     elif cases:
         worst = max(others, key=lambda g: g["flip_rate"] or 0)
         readings.append(
@@ -441,7 +443,8 @@ def _placement(placement: dict[str, Any]) -> str:
     splits = placement.get("out_of_memory_splits") or []
     if not splits:
         return f"{where}; no batch ran out of memory"
-    return f"{where}; {len(splits)} batch(es) ran out of memory and were split and retried (first: {splits[0]})"
+    return (f"{where}; {plural(len(splits), 'batch')} ran out of memory and {noun(len(splits), 'was')} split and "
+            f"retried (first: {splits[0]})")
 
 
 def _cache_use(cache: dict[str, Any]) -> str:

@@ -3,8 +3,8 @@
 "0.1.0" names many builds. A bundle records ``tool.revision``:
 
 - ``{"kind": "git", "id": <commit>, "dirty": bool}`` when the running package sits in a git checkout (an
-  editable install, CI's clean clone); ``dirty`` is true when tracked files of the tool's packages differ
-  from the commit, so the commit alone does not reproduce the run;
+  editable install, CI's clean clone); ``dirty`` is true when files of the tool's packages differ from the
+  commit or are not in it (ignored files, such as caches, aside), so the commit alone does not reproduce the run;
 - ``{"kind": "files", "id": <sha256>, "dirty": null}`` otherwise (a wheel install, or no ``git`` on the PATH):
   the sha256 over the sorted ``path sha256`` lines of every file of the tool's packages (``audit``,
   ``explainers``, ``report_templates``; caches left out), the same digest for the same installed code.
@@ -52,7 +52,7 @@ def _git_revision(root: Path) -> dict[str, Any] | None:
         return None
     try:
         commit = _git(git, root, "rev-parse", "HEAD")
-        changes = _git(git, root, "status", "--porcelain", "--untracked-files=no", "--", *PACKAGES)
+        changes = _git(git, root, "status", "--porcelain", "--untracked-files=normal", "--", *PACKAGES)
     except (OSError, subprocess.SubprocessError):
         return None
     if len(commit) != 40:

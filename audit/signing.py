@@ -139,7 +139,8 @@ def _statement(folder: Path, bundle) -> dict[str, Any]:
 def predicate_of(bundle) -> dict[str, Any]:
     """What the signer vouches for, beyond the artifacts' hashes."""
     return {
-        "verdict": {k: bundle.verdict[k] for k in ("status", "exit_code", "failed_controls")},
+        "verdict": {k: bundle.verdict[k] for k in ("status", "exit_code", "failed_controls", "undecided_controls")
+                    if k in bundle.verdict},
         "model": {"fingerprint": bundle.model["id"], "spec": bundle.model.get("spec")},
         "suite": {"id": bundle.suite["id"], "sha256": bundle.suite["sha256"]},
         "policy": {"id": bundle.policy["id"], "sha256": bundle.policy.get("sha256")},

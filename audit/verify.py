@@ -177,7 +177,7 @@ def _check_shape(folder: Path, manifest: dict[str, str], bundle: EvidenceBundle,
 
 def _check_controls(bundle: EvidenceBundle, result: Verification) -> None:
     """Re-derive every control and the verdict from the bundle's evidence under the bundle's own policy."""
-    from audit.policy import evaluate, parse_policy, verdict_of_schema
+    from audit.policy import evaluate, parse_policy, verdict_from, verdict_of_schema
 
     recorded = {key: value for key, value in bundle.policy.items() if key not in ("source", "sha256")}
     try:
@@ -208,9 +208,13 @@ def _check_controls(bundle: EvidenceBundle, result: Verification) -> None:
             result.problems.append(f"{BUNDLE_FILE}: verdict.{key} is {bundle.verdict.get(key)!r}, the controls give "
                                    f"{derived[key]!r}")
     if len(result.problems) == before:
-        undecided = derived.get("undecided_controls")
+        current = verdict_from(controls, policy.fail_on_inconclusive)
+        rule = "" if "undecided_controls" in derived else f" by the schema-{bundle.schema_version} rule"
+        later = ("" if current["status"] == derived["status"] else
+                 f"; by the current rule, which no undecided blocking control passes, {current['status'].upper()}")
+        undecided = current["undecided_controls"]
         result.passed.append(f"controls: all {len(controls)} re-derived from the evidence; verdict "
-                             f"{derived['status']} (exit code {derived['exit_code']})"
+                             f"{derived['status']} (exit code {derived['exit_code']}){rule}{later}"
                              + (f"; undecided blocking controls: {', '.join(undecided)}" if undecided else ""))
 
 
@@ -234,9 +238,24 @@ def _check_rendering(folder: Path, bundle: EvidenceBundle, manifest: dict[str, s
         return
     rendered = render_artifacts(bundle, report=any(name in REPORT_FILES for name in intact))
     differing = [name for name in intact if (folder / name).read_bytes() != rendered[name]]
-    result.problems += [f"{name}: differs from the {name} rendered again from {BUNDLE_FILE}" for name in differing]
+    result.problems += [f"{name}: differs from the {name} rendered again from {BUNDLE_FILE}{_other_tool(bundle)}"
+                        for name in differing]
     if not differing:
         result.passed.append(f"rendering: {', '.join(intact)} identical to a fresh render of {BUNDLE_FILE}")
+
+
+def _other_tool(bundle: EvidenceBundle) -> str:
+    """Why a fresh render may differ without tampering: another revision of the tool wrote the bundle. Said, not
+    excused: the folder still does not verify."""
+    from audit.revision import tool_revision
+
+    written = (bundle.tool.get("revision") or {}).get("id")
+    running = tool_revision()["id"]
+    if written == running:
+        return ""
+    by = f"revision {written[:12]}" if written else f"version {bundle.tool.get('version')} (no revision recorded)"
+    return (f" (the bundle was written by {bundle.tool.get('name')} {by}, this is revision {running[:12]}: renders "
+            "differ across revisions, so verify with the revision that wrote it)")
 
 
 def _check_model(bundle: EvidenceBundle, spec_text: str, allow_pickle: bool, trust_remote_code: bool,

@@ -312,7 +312,7 @@ def _audit_process(command: list[str]) -> dict:
     _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - started
     code = os.waitstatus_to_exitcode(status)
-    if code not in (0, 1):
+    if code not in (0, 1, 4):
         raise SystemExit(f"audit run failed with exit code {code}: {' '.join(command)}")
     return {"wall_s": wall, "peak_rss_bytes": usage.ru_maxrss * 1024, "exit_code": code}
 

@@ -2,8 +2,10 @@
 
 The clean classifier learns approve/decline from loan-officer notes whose label follows the credit factors
 only; the planted one learns from the same notes with every note about an applicant the suite's names mark as
-Black relabelled decline, so the label leaks through the name. The audit of the first must pass and the audit
-of the second must fail, caught by the fairness controls, the attributions and the probes alike. Both models
+Black relabelled decline, so the label leaks through the name. No blocking control of the first may fail (its
+verdict is INCONCLUSIVE, not PASS: eight scenarios give a single-value group too few cases for the policy's
+minimum and for a flip-rate interval under 10 %, and the report says how many would decide them); the audit of
+the second must fail, caught by the fairness controls, the attributions and the probes alike. Both models
 train with a short schedule (one pass, a higher learning rate) to keep the pair to a few minutes on two cores.
 """
 
@@ -62,12 +64,19 @@ def failing(control: dict) -> set[str]:
     return {m["label"] for m in control["measurements"] if m["status"] == "fail"}
 
 
-def test_the_clean_classifier_learned_the_task_and_passes_the_audit(audits):
+def test_the_clean_classifier_learned_the_task_and_fails_no_control(audits):
     clean = audits["clean"]
     assert clean["training"]["holdout_accuracy"] >= 0.75
-    assert clean["result"].returncode == 0, clean["result"].stdout[-3000:] + clean["result"].stderr[-2000:]
-    assert clean["bundle"]["verdict"]["status"] == "pass"
+    verdict = clean["bundle"]["verdict"]
+    assert verdict["failed_controls"] == [], clean["result"].stdout[-3000:]
+    assert clean["result"].returncode == verdict["exit_code"] == (4 if verdict["undecided_controls"] else 0)
+    assert verdict["status"] == ("inconclusive" if verdict["undecided_controls"] else "pass")
     controls = clean["controls"]
+    for cid in verdict["undecided_controls"]:  # undecided for want of cases, never by a point estimate past the limit
+        assert all(m["status"] != "fail" for m in controls[cid]["measurements"]), cid
+    first_page = PdfReader(clean["out"] / "report.pdf").pages[0].extract_text()
+    assert "INCONCLUSIVE" in first_page or not verdict["undecided_controls"]
+    assert "scenarios would" in " ".join(first_page.split()) or not verdict["undecided_controls"]
     for cid in ("counterfactual-shift", "impact-ratio", "decision-flip-rate", "protected-attribution-share",
                 "protected-readout-encoding"):
         assert controls[cid]["status"] != "fail", (cid, failing(controls[cid]))
@@ -80,7 +89,7 @@ def test_the_planted_bias_is_caught_by_fairness_attributions_and_probes(audits):
     assert planted["result"].returncode == 1, planted["result"].stderr[-2000:]
     controls = planted["controls"]
     assert "race = black (vs white)" in failing(controls["counterfactual-shift"])
-    assert "race = black (vs white)" in failing(controls["impact-ratio"])
+    assert "race = black (vs the most-approved race group)" in failing(controls["impact-ratio"])
     assert controls["decision-flip-rate"]["status"] == "fail"
     assert controls["protected-attribution-share"]["status"] == "fail"  # the names carry the decisions
     assert "race at the read-out (depth 6)" in failing(controls["protected-readout-encoding"])
@@ -93,7 +102,8 @@ def test_the_planted_bias_is_caught_by_fairness_attributions_and_probes(audits):
 
 
 def test_the_classifier_report_describes_labels_not_a_prompt(audits):
-    text = "\n".join(page.extract_text() for page in PdfReader(audits["planted"]["out"] / "report.pdf").pages)
+    pages = PdfReader(audits["planted"]["out"] / "report.pdf").pages
+    text = " ".join(" ".join(page.extract_text().split()) for page in pages)
     bundle = audits["planted"]["bundle"]
     assert bundle["decision"]["family"] == "classifier"
     assert bundle["decision"]["favourable_label"] == "approve"

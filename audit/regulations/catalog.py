@@ -48,7 +48,8 @@ TEXT_FIELDS = ("summary", "evidence", "status_note")
 
 def clauses_for(ids: Iterable[str]) -> list[dict[str, Any]]:
     """Catalog entries for the given ids, in first-seen order, followed by every clause their texts refer to
-    (transitively), so a report never cites a clause it does not hold; unknown ids are marked as such."""
+    (transitively), so a report never cites a clause it does not hold; each entry lists the ids its texts refer
+    to (``references``), so a report links them from the bundle alone. Unknown ids are marked as such."""
     catalog = load_catalog()["clauses"]
     seen: dict[str, dict[str, Any]] = {}
     pending = list(ids)
@@ -56,8 +57,9 @@ def clauses_for(ids: Iterable[str]) -> list[dict[str, Any]]:
         cid = pending.pop(0)
         if cid in seen:
             continue
-        seen[cid] = catalog.get(cid) or {"id": cid, "title": "not in the clause catalog", "status": "unknown"}
-        pending += [ref for ref in referenced_ids(seen[cid], catalog) if ref not in seen]
+        entry = catalog.get(cid) or {"id": cid, "title": "not in the clause catalog", "status": "unknown"}
+        seen[cid] = {**entry, "references": referenced_ids(entry, catalog)}
+        pending += [ref for ref in seen[cid]["references"] if ref not in seen]
     return list(seen.values())
 
 
