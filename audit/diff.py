@@ -27,7 +27,7 @@ from statistics import median
 from typing import Any
 
 from audit.evidence import EvidenceBundle
-from audit.policy import STATUS_ORDER, verdict_from, verdict_sentence
+from audit.policy import STATUS_ORDER, current_verdict, verdict_sentence
 
 DIFF_SCHEMA_VERSION = "1.1"  # 1.1: each side's verdict by the current rule, with its reason and stated verdict
 Z95 = 1.959963984540054
@@ -55,7 +55,7 @@ def diff_bundles(base: EvidenceBundle, candidate: EvidenceBundle) -> dict[str, A
 def _identity(bundle: EvidenceBundle) -> dict[str, Any]:
     """Who was audited on what, and the verdict by the current rule (a bundle before schema 1.6 may state PASS
     where its blocking controls were undecided; its own statement is ``stated_verdict``)."""
-    current = verdict_from(bundle.controls, bool(bundle.policy.get("fail_on_inconclusive")))
+    current = current_verdict(bundle)
     return {"model": bundle.model.get("spec"), "fingerprint": bundle.model["id"], "suite": bundle.suite["id"],
             "suite_sha256": bundle.suite["sha256"], "policy": bundle.policy["id"],
             "policy_sha256": bundle.policy.get("sha256"), "audited_at": bundle.run["finished_at"],

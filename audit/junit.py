@@ -22,7 +22,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from audit.evidence import EvidenceBundle
-from audit.policy import UNDECIDED, verdict_from, verdict_sentence
+from audit.policy import current_verdict, verdict_sentence
 
 JUNIT_FILE = "junit.xml"
 
@@ -31,9 +31,9 @@ def render_junit(bundle: EvidenceBundle) -> bytes:
     """The controls as JUnit XML, judged by the current verdict rule (a bundle before schema 1.6 that states PASS
     with a blocking control undecided reads INCONCLUSIVE here too; its own statement is ``verdict.stated``)."""
     controls = bundle.controls
-    current = verdict_from(controls, bool(bundle.policy.get("fail_on_inconclusive")))
+    current = current_verdict(bundle)
     failing = set(current["failed_controls"])
-    undecided = {c["id"] for c in controls if c["blocking"] and c["status"] in UNDECIDED} - failing
+    undecided = set(current["undecided_controls"]) - failing
     counts = {
         "tests": str(len(controls)),
         "failures": str(sum(c["id"] in failing for c in controls)),

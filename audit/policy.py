@@ -256,6 +256,12 @@ def verdict_from(controls: list[dict[str, Any]], fail_on_inconclusive: bool) -> 
     }
 
 
+def current_verdict(bundle) -> dict[str, Any]:
+    """A bundle's verdict by the current rule, from its controls and its recorded policy (what every artifact
+    rendered from a bundle shows, whatever rule the bundle was written under)."""
+    return verdict_from(bundle.controls, bool(bundle.policy.get("fail_on_inconclusive")))
+
+
 def verdict_sentence(verdict: dict[str, Any], controls: list[dict[str, Any]]) -> str:
     """The verdict and why, in one sentence: what a CI log and the JUnit suite say. The status is read from
     ``verdict["failed_controls"]`` and the controls, so a stated PASS with an undecided blocking control (a bundle

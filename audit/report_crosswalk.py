@@ -9,7 +9,6 @@ in force, since its result then answers to no rule.
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from typing import Any
 
@@ -17,7 +16,7 @@ from markupsafe import Markup, escape
 
 from audit.evidence import EvidenceBundle
 from audit.regulations import applies_in, has_force
-from audit.regulations.catalog import referenced_ids
+from audit.regulations.catalog import mentions, referenced_ids
 
 NA = "n/a"
 JURISDICTION_NAMES = {"us": "the United States", "eu": "the European Union", "uk": "the United Kingdom",
@@ -99,10 +98,8 @@ def linked(text: str, mentioned: list[str], shown_ids: list[str]) -> Markup:
     clause this report does not show, marked as such. The text is escaped; only the links are markup."""
     if not mentioned:
         return Markup(escape(text))
-    pattern = re.compile("|".join(rf"(?<![\w.-]){re.escape(cid)}(?![\w-]|\.\w)"
-                                  for cid in sorted(mentioned, key=len, reverse=True)))
     pieces, last = [], 0
-    for match in pattern.finditer(text):
+    for match in mentions(mentioned).finditer(text):
         cid = match.group(0)
         pieces.append(escape(text[last:match.start()]))
         if cid in shown_ids:

@@ -15,7 +15,7 @@ from typing import Any
 from audit.controls import CONTROLS
 from audit.evidence import EvidenceBundle
 from audit.fairness import wilson
-from audit.policy import verdict_from, verdict_sentence
+from audit.policy import UNDECIDED, current_verdict, verdict_sentence
 from audit.report_limitations import scope_limits
 from audit.report_numbers import NA, fmt_date, fmt_int, fmt_interval, fmt_parameters, fmt_pct, fmt_threshold, \
     fmt_timestamp, fmt_value
@@ -31,11 +31,6 @@ VERDICT_MEANING = {
     "inconclusive": "INCONCLUSIVE is not a pass: the policy does not clear the model until every blocking control "
                     "is decided.",
 }
-
-
-def current_verdict(bundle: EvidenceBundle) -> dict[str, Any]:
-    """The verdict of the bundle's controls under the current rule."""
-    return verdict_from(bundle.controls, bool(bundle.policy.get("fail_on_inconclusive")))
 
 
 def verdict_context(bundle: EvidenceBundle) -> dict[str, Any]:
@@ -69,7 +64,7 @@ def plain_verdict(verdict: dict[str, Any], controls: list[dict[str, Any]]) -> st
     """Why the verdict is what it is, in counts a reader can check against the table below it."""
     blocking = [c for c in controls if c["blocking"]]
     failed = sum(c["status"] == "fail" for c in blocking)
-    counts = {s: sum(c["status"] == s for c in blocking) for s in ("inconclusive", "not evaluated")}
+    counts = {s: sum(c["status"] == s for c in blocking) for s in UNDECIDED}
     n_undecided = sum(counts.values())
     kinds = join_words([f"{n} {s}" for s, n in counts.items() if n])
     of_all = f"of the {len(blocking)}" if len(blocking) > 1 else "of 1"
@@ -195,7 +190,7 @@ def _decisive_group(bundle: EvidenceBundle, control: dict[str, Any]) -> dict[str
 def limited_run_note(bundle: EvidenceBundle) -> str | None:
     """The first step for every undecided control when the run left scenarios out."""
     suite = bundle.suite
-    undecided = any(c["blocking"] and c["status"] in ("inconclusive", "not evaluated") for c in bundle.controls)
+    undecided = any(c["blocking"] and c["status"] in UNDECIDED for c in bundle.controls)
     if not undecided or suite["n_scenarios_used"] >= suite["n_scenarios_total"]:
         return None
     return (f"This audit ran {suite['n_scenarios_used']} of the suite's "

@@ -208,23 +208,26 @@ def _defined_at_first_use(section: str, term: str, definition: str) -> None:
     )
 
 
-def test_the_trust_section_defines_its_measures_where_it_first_uses_them(report_text):
-    trust = _section(report_text, "No single attribution method is accepted on faith", "Open weights let the audit")
-    _defined_at_first_use(trust, "Comprehensiveness", "Comprehensiveness is how much the decision weakens")
-    _defined_at_first_use(trust, "Sufficiency", "Sufficiency is how much it weakens")
-    _defined_at_first_use(trust, "AOPC", "the AOPC (“area over the perturbation curve”")
-    _defined_at_first_use(trust, "NAOPC", "NAOPC (normalised AOPC) rescales")
-    _defined_at_first_use(trust, "Kendall's tau", "Kendall's tau, a rank correlation")
+TRUST = ("No single attribution method is accepted on faith", "Open weights let the audit")
+INSIDE = ("Open weights let the audit", "Metric: decision log-odds")
+DEFINITIONS = [  # (section of the report, term, the phrase that defines it where it is first used)
+    (TRUST, "Comprehensiveness", "Comprehensiveness is how much the decision weakens"),
+    (TRUST, "Sufficiency", "Sufficiency is how much it weakens"),
+    (TRUST, "AOPC", "the AOPC (“area over the perturbation curve”"),
+    (TRUST, "NAOPC", "NAOPC (normalised AOPC) rescales"),
+    (TRUST, "Kendall's tau", "Kendall's tau, a rank correlation"),
+    (INSIDE, "logit lens", "The logit lens reads the model's running state"),
+    (INSIDE, "control task", "control task (Hewitt & Liang 2019): the same words given random"),
+    (INSIDE, "Selectivity", "Selectivity is the probe's accuracy minus its control-task accuracy"),
+    (INSIDE, "TE", "total effect (TE) of a pair is the whole change"),
+    (INSIDE, "IE", "indirect effect (IE) of a layer is the part of that change"),
+    (INSIDE, "NIE", "normalised indirect effect (NIE), is the share of the decision gap"),
+]
 
 
-def test_inside_the_model_defines_its_terms_where_it_first_uses_them(report_text):
-    inside = _section(report_text, "Open weights let the audit", "Metric: decision log-odds")
-    _defined_at_first_use(inside, "logit lens", "The logit lens reads the model's running state")
-    _defined_at_first_use(inside, "control task", "control task (Hewitt & Liang 2019): the same words given random")
-    _defined_at_first_use(inside, "Selectivity", "Selectivity is the probe's accuracy minus its control-task accuracy")
-    _defined_at_first_use(inside, "TE", "total effect (TE) of a pair is the whole change")
-    _defined_at_first_use(inside, "IE", "indirect effect (IE) of a layer is the part of that change")
-    _defined_at_first_use(inside, "NIE", "normalised indirect effect (NIE), is the share of the decision gap")
+@pytest.mark.parametrize("bounds, term, definition", DEFINITIONS, ids=[term for _, term, _ in DEFINITIONS])
+def test_every_measure_is_defined_where_the_body_first_uses_it(report_text, bounds, term, definition):
+    _defined_at_first_use(_section(report_text, *bounds), term, definition)
 
 
 def test_probe_accuracies_are_percentages_and_selectivity_percentage_points(report_text):

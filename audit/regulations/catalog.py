@@ -63,11 +63,20 @@ def clauses_for(ids: Iterable[str]) -> list[dict[str, Any]]:
     return list(seen.values())
 
 
+def mentions(ids: Iterable[str]) -> re.Pattern:
+    """A pattern matching any of ``ids`` as a whole id in prose (not inside a longer id; a sentence's full stop
+    may follow), the longest first."""
+    return re.compile("|".join(rf"(?<![\w.-]){re.escape(cid)}(?![\w-]|\.\w)"
+                               for cid in sorted(ids, key=len, reverse=True)))
+
+
 def referenced_ids(clause: dict[str, Any], known: Iterable[str]) -> list[str]:
     """The ids of ``known`` clauses that ``clause``'s texts mention, in order of first mention."""
     text = " ".join(str(clause.get(name) or "") for name in TEXT_FIELDS)
-    found = {cid: match.start() for cid in known if cid != clause.get("id")
-             for match in [re.search(rf"(?<![\w.-]){re.escape(cid)}(?![\w-]|\.\w)", text)] if match}
+    others = [cid for cid in known if cid != clause.get("id")]
+    found: dict[str, int] = {}
+    for match in mentions(others).finditer(text) if others else ():
+        found.setdefault(match.group(0), match.start())
     return sorted(found, key=found.get)
 
 
