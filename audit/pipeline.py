@@ -7,7 +7,7 @@
 Every input is checked before the model is loaded, and nothing is written
 until the bundle and its report exist in memory, so bad input or a crash
 leaves no partial output. The one exception is the per-case results cache
-(``audit.results_cache``), written as results finish, so an interrupted run
+(``audit.evidence.results_cache``), written as results finish, so an interrupted run
 resumes and a re-run costs nothing.
 """
 
@@ -24,42 +24,39 @@ import numpy as np
 import torch
 
 from audit import __version__
-from audit.bias_audit import DEFINITIONS as BIAS_AUDIT_DEFINITIONS
-from audit.bias_audit import bias_audit_tables
-from audit.artifacts import ATTESTATION_FILE, RENDERED_FILES, audit_files
-from audit.discrimination_score import mixed_effects_discrimination
+from audit.stages.bias_audit import DEFINITIONS as BIAS_AUDIT_DEFINITIONS
+from audit.stages.bias_audit import bias_audit_tables
+from audit.report.artifacts import ATTESTATION_FILE, RENDERED_FILES, audit_files
+from audit.stages.discrimination_score import mixed_effects_discrimination
 from audit.errors import AuditError
-from audit.explaining import parse_methods, run_explainers
-from audit.evidence import (
-    SCHEMA_VERSION, EvidenceBundle, check_output_dir, check_output_file, environment, utc_now,
-    write_atomically, write_outputs,
+from audit.stages.attribution import parse_methods, run_explainers
+from audit.evidence.bundle import SCHEMA_VERSION, EvidenceBundle, utc_now
+from audit.evidence.files import check_output_dir, check_output_file, write_atomically, write_outputs
+from audit.evidence.environment import environment
+from audit.stages.counterfactual import case_records, counterfactual_statistics
+from audit.options import (
+    DEFAULT_IG_MAX_STEPS, DEFAULT_IG_STEPS, DEFAULT_OUT, DEFAULT_SUITE, FORMAT_MODES, JURISDICTIONS, PATCHED_PAIRS,
+    check_seed, check_steps,
 )
-from audit.fairness import case_records, counterfactual_statistics
-from audit.flags import check_seed, check_steps
-from audit.formats import MODES as FORMAT_MODES
-from audit.formats import sensitivity
-from audit.formats import variants as format_variants
-from audit.internals import PATCHED_PAIRS, internals
-from audit.junit import JUNIT_FILE
+from audit.stages.prompt_formats import sensitivity
+from audit.stages.prompt_formats import variants as format_variants
+from audit.stages.internals import internals
+from audit.report.junit import JUNIT_FILE
 from audit.models import DEFAULT_MODEL, load_model, make_adapter, parse_model_spec
 from audit.models.loading import check_runtime, check_weights
-from audit.policy import DEFAULT_PROTECTED_FLOOR, DEFAULT_STABILITY_FLOOR, JURISDICTIONS, evaluate, load_policy, verdict
+from audit.controls.policy import evaluate, load_policy, verdict
 from audit.progress import Progress, Stages, cache_counter
-from audit.reasons import adverse_action_reasons
+from audit.stages.reasons import adverse_action_reasons
 from audit.regulations import clauses_for, load_catalog
-from audit.results_cache import open_cache
-from audit.revision import tool_revision
-from audit.scoring import score_cases
+from audit.evidence.results_cache import open_cache
+from audit.evidence.revision import tool_revision
+from audit.stages.scoring import score_cases
 from audit.suites import expand, load_suite
 from audit.suites.rows import apply_rows
 from audit.suites.schema import Suite
 from audit.wording import plural
 from explainers.hidden import HiddenStateRecorder, answer_and_slot_positions
 
-DEFAULT_SUITE = "fair-lending"
-DEFAULT_OUT = "audit-out"
-DEFAULT_IG_STEPS = 32
-DEFAULT_IG_MAX_STEPS = 256
 
 
 @dataclass
@@ -102,7 +99,7 @@ def run(
 ) -> AuditResult:
     """Audit ``model`` on ``suite`` under ``policy`` and write the evidence to ``out``.
 
-    ``cache``: reuse and store per-case results in ``cache_dir`` (default: see ``audit.results_cache``).
+    ``cache``: reuse and store per-case results in ``cache_dir`` (default: see ``audit.evidence.results_cache``).
     ``junit``: a second copy of ``junit.xml`` (always written into ``out``) where a CI job collects it.
     """
     started_at, started = utc_now(), time.monotonic()
@@ -161,8 +158,7 @@ def run(
 
         stage = time.monotonic()
         stages.begin("statistics", "counterfactual statistics with bootstrap confidence intervals")
-        reliability = the_policy.controls.get("answer-reliability")
-        mass_floor = reliability.options["mass_floor"] if reliability else 0.5
+        mass_floor = the_policy.option("answer-reliability", "mass_floor")
         fairness = counterfactual_statistics(the_suite, records, seed=seed, mass_floor=mass_floor)
         fairness["bias_audit"] = {"definitions": BIAS_AUDIT_DEFINITIONS,
                                   "tables": bias_audit_tables(the_suite, records, seed=seed)}
@@ -201,16 +197,15 @@ def run(
         timings["attribution"] = time.monotonic() - stage
 
         stage = time.monotonic()
-        reasons_settings = the_policy.controls.get("adverse-action-reasons")
-        options = reasons_settings.options if reasons_settings else {
-            "stability_floor": DEFAULT_STABILITY_FLOOR, "protected_floor": DEFAULT_PROTECTED_FLOOR}
         adverse_action = None  # a test set without legitimate factors (an imported benchmark) has no reasons to give
         if the_suite.factors:
             stages.begin("reasons", "principal reasons of every declined case")
             adverse_action = adverse_action_reasons(
                 adapter, by_id, records, chosen_methods, list(the_suite.factors), attributions,
-                ig_options=ig_options, seed=seed, stability_floor=options["stability_floor"],
-                protected_floor=options["protected_floor"], quiet=quiet, cache=results_cache,
+                ig_options=ig_options, seed=seed,
+                stability_floor=the_policy.option("adverse-action-reasons", "stability_floor"),
+                protected_floor=the_policy.option("adverse-action-reasons", "protected_floor"),
+                quiet=quiet, cache=results_cache,
             )
         timings["reasons"] = time.monotonic() - stage
 

@@ -31,3 +31,7 @@ def join_words(items: list[str], conjunction: str = "and") -> str:
     if len(items) <= 1:
         return "".join(items)
     return ", ".join(items[:-1]) + f" {conjunction} " + items[-1]
+
+
+INTERSECTION = " x "  # joins the groups of an intersectional label: "black x female"
+

@@ -26,7 +26,7 @@ from typing import Any, Iterator
 import numpy as np
 from scipy.stats import kendalltau, spearmanr
 
-from audit.fairness import bootstrap_ci
+from explainers.intervals import bootstrap_ci
 
 
 def rank_agreement(word_scores: dict[str, dict[str, list[float]]], *, seed: int, n_resamples: int = 2000,

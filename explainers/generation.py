@@ -84,7 +84,7 @@ class Meter:
 
     Every completed forward pass of ``model`` is counted by a forward hook on it (passes made inside helpers,
     ``PrefixCache.of`` or ``model.generate``, count too), under the ``purpose`` set when it ran ("prefix",
-    "gradients", "endpoints" here, "generation" in ``audit.generation``; "other" unless set), with its rows
+    "gradients", "endpoints" here, "generation" in ``audit.explain.run``; "other" unless set), with its rows
     (sequences) and the token positions it computed (rows x new positions; positions read from a key-value
     cache are not computed again). ``backward(rows)`` counts a completed backward pass, ``retry()`` a pass
     that ran out of memory and was run again with fewer rows (its completed parts stay counted: they ran).

@@ -59,7 +59,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from audit.fairness import bootstrap_ci
+from explainers.intervals import bootstrap_ci
 from audit.models.prefix import PrefixCache
 
 TOTAL_EFFECT_FLOOR = 1e-3  # log-odds: below it the counterfactual gap is noise and NIE = IE / TE is undefined

@@ -33,7 +33,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from audit.fairness import bootstrap_ci, wilson
+from explainers.intervals import bootstrap_ci, wilson
 
 MAX_FOLDS = 3  # grouped by scenario; 3 keeps 31 depths x 2 tasks of fits within the default time budget
 REGULARISATION_C = 0.1

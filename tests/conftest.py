@@ -16,7 +16,7 @@ import torch
 import yaml
 
 import audit
-from audit.results_cache import RESULTS_CACHE_ENV
+from audit.evidence.results_cache import RESULTS_CACHE_ENV
 from audit.suites import load_suite
 
 CHATML = (
@@ -226,7 +226,7 @@ def another_audited(tmp_path_factory, tiny_llama_dir) -> Path:
 @pytest.fixture(scope="session")
 def explanation_folder(tmp_path_factory, tiny_llama_dir) -> Path:
     """An ``audit explain`` folder of the tiny Llama (four answer tokens, Integrated Gradients)."""
-    from audit.generation import explain
+    from audit.explain.run import explain
 
     out = tmp_path_factory.mktemp("explanation") / "out"
     explain(model=str(tiny_llama_dir), prompt="Should the lender approve Greg Baker?", max_new_tokens=4, ig_steps=4,

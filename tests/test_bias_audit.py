@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from audit.bias_audit import bias_audit_tables
+from audit.stages.bias_audit import bias_audit_tables
 
 SUITE = SimpleNamespace(attributes=[SimpleNamespace(name="applicant", protected=("race", "sex")),
                                     SimpleNamespace(name="age", protected=("age",))])

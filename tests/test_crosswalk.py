@@ -8,7 +8,7 @@ import pytest
 
 import audit
 from audit.regulations import applies_in, has_force, load_catalog
-from audit.controls import CONTROLS
+from audit.controls.registry import CONTROLS
 from audit.regulations.catalog import STATUSES, clauses_for, referenced_ids
 
 
@@ -69,7 +69,7 @@ def test_a_suite_runs_under_its_own_policy_and_jurisdiction(employment_audit):
 
 
 def test_the_report_shows_the_jurisdictions_clauses_and_the_ll144_tables(employment_audit):
-    from audit.report import render_html
+    from audit.report.render import render_html
 
     html = render_html(employment_audit.bundle)
     assert "New York City" in html and "nyc-ll-144" in html
@@ -82,7 +82,7 @@ def test_the_report_shows_the_jurisdictions_clauses_and_the_ll144_tables(employm
 
 
 def test_a_control_resting_only_on_clauses_out_of_force_is_flagged(employment_audit):
-    from audit.report_crosswalk import crosswalk_context
+    from audit.report.sections.crosswalk import crosswalk_context
 
     bundle = copy.deepcopy(employment_audit.bundle)
     bundle.run["jurisdiction"] = "eu"

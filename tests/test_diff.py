@@ -13,8 +13,8 @@ from click.testing import CliRunner
 
 import audit
 from audit.cli import main
-from audit.diff import diff_bundles
-from audit.evidence import read_bundle
+from audit.integrity.diff import diff_bundles
+from audit.evidence.bundle import read_bundle
 from tests.conftest import save_tiny_llama
 
 
@@ -75,7 +75,7 @@ def test_a_blocking_control_that_got_worse_fails_the_diff(unrendered, tmp_path):
 
 
 def test_the_change_ci_combines_both_intervals_and_decides_significance():
-    from audit.diff import Z95, _change
+    from audit.integrity.diff import Z95, _change
 
     before = {"value": 0.10, "ci": [0.10 - Z95 * 0.03, 0.10 + Z95 * 0.03]}
     after = {"value": 0.25, "ci": [0.25 - Z95 * 0.04, 0.25 + Z95 * 0.04], "direction": "max"}

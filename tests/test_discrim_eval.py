@@ -106,7 +106,7 @@ def test_scores_are_lm_evaluation_harness_scores(discrim_audit, discrim_llama_di
 
 @needs_data
 def test_the_discrimination_score_and_the_usual_evidence_reach_the_report(discrim_audit):
-    from audit.report import render_html
+    from audit.report.render import render_html
 
     bundle = discrim_audit.bundle
     fitted = bundle.fairness["mixed_effects"]
@@ -121,7 +121,7 @@ def test_the_discrimination_score_and_the_usual_evidence_reach_the_report(discri
 
 
 def test_the_mixed_model_recovers_planted_effects():
-    from audit.discrimination_score import mixed_effects_discrimination
+    from audit.stages.discrimination_score import mixed_effects_discrimination
 
     rng = np.random.default_rng(0)
     records = []

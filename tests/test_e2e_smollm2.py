@@ -57,7 +57,7 @@ def test_bundle_scores_match_a_direct_forward_pass(audit_out):
 
     out, _ = audit_out
     bundle = json.loads((out / "bundle.json").read_text())
-    from audit.models.loading import default_cache_dir
+    from audit.options import default_cache_dir
 
     folder = default_cache_dir() / "gguf" / bundle["model"]["source_gguf"]["sha256"]
     tokenizer = AutoTokenizer.from_pretrained(folder)

@@ -8,7 +8,8 @@ import subprocess
 import pytest
 
 from audit.errors import AuditError, BundleError
-from audit.evidence import read_bundle, write_outputs
+from audit.evidence.bundle import read_bundle
+from audit.evidence.files import write_outputs
 
 
 def test_round_trip_and_non_finite_numbers_become_null(unrendered, tmp_path):

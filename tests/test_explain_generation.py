@@ -14,9 +14,9 @@ import torch
 from click.testing import CliRunner
 
 from audit.cli import main
-from audit.generation import explain, render_prompt
+from audit.explain.run import explain, render_prompt
 from audit.models import load_model, parse_model_spec
-from audit.report_generation import read_explanation, render_explanation
+from audit.explain.report import read_explanation, render_explanation
 from explainers import generation
 
 PROMPT = "Should the bank approve a mortgage for <script>alert(1)</script> Greg Baker? Income: $92,000."
@@ -173,7 +173,7 @@ def test_smollm2_answer_is_explained_through_the_console_script(tmp_path):
 
 
 def test_a_long_prompt_is_drawn_by_words_over_several_figures(tiny_llama_dir, tmp_path):
-    from audit.report_generation import MAX_COLUMNS, explanation_context
+    from audit.explain.report import MAX_COLUMNS, explanation_context
 
     words = [f"{w}{i}" for i, w in enumerate(["income", "credit", "score", "rent", "debt"] * 16)]
     record = explain(model=str(tiny_llama_dir), prompt=" ".join(words), max_new_tokens=3, ig_steps=2,

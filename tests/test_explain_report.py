@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-import audit.generation as generation_module
-from audit import charts, report_generation
+import audit.explain.run as generation_module
+from audit.report import charts
+from audit.explain import report as report_generation
 from audit.errors import BundleError
-from audit.generation import explain
-from audit.report_generation import (LABEL_CHARS, MAX_COLUMNS, MAX_ROWS, ROW_LABEL_CHARS, cost_facts,
+from audit.explain.run import explain
+from audit.explain.report import (LABEL_CHARS, MAX_COLUMNS, MAX_ROWS, ROW_LABEL_CHARS, cost_facts,
                                      explanation_context, read_explanation, render_explanation, visible)
 from explainers import generation
 
@@ -237,7 +238,7 @@ def test_the_cost_line_states_the_recorded_counts(counted):
 def test_an_out_of_memory_pass_is_counted_as_run_and_retried(tiny_llama_dir, monkeypatch):
     """The counts are what ran, not n_steps + 2: a pass of 4 rows that runs out of memory is retried as 2 + 2."""
     from audit.models import load_model, parse_model_spec
-    from audit.generation import render_prompt
+    from audit.explain.run import render_prompt
 
     tiny = load_model(parse_model_spec(str(tiny_llama_dir)))
     rendered = render_prompt(tiny.tokenizer, SHORT, None)
@@ -276,7 +277,7 @@ def test_a_record_without_the_counts_still_renders_its_recorded_totals(short):
     """Records written before the counts were kept (schema 1.0 without cost) render their own two numbers."""
     record = json.loads(short.paths["explanation.json"].read_text())
     del record["attribution"]["cost"], record["generation"]["forward_passes"], record["generation"]["forward_tokens"]
-    from audit.evidence import schema_problem
+    from audit.evidence.bundle import schema_problem
 
     assert schema_problem(record, "explanation") is None
     facts = dict(cost_facts(record))

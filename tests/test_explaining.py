@@ -7,7 +7,7 @@ import pytest
 import audit
 import explainers
 from audit.errors import AuditError
-from audit.explaining import DEFAULT_METHODS, parse_methods, primary_method
+from audit.stages.attribution import DEFAULT_METHODS, parse_methods, primary_method
 
 
 def test_method_list_parsing():
@@ -34,7 +34,7 @@ def bundle(tmp_path_factory, tiny_llama_dir):
 
 
 def test_primary_method_explains_baselines_and_largest_shifts(bundle):
-    from audit.explaining import EXPLAINED_COUNTERFACTUALS
+    from audit.stages.attribution import EXPLAINED_COUNTERFACTUALS
 
     attributions = bundle.attributions
     assert attributions["method"] == "ig"
@@ -72,7 +72,7 @@ def test_every_method_explains_the_comparison_cases_and_agreement_is_a_correlati
 
 
 def test_faithfulness_of_every_method_and_of_random(bundle):
-    from audit.trust import TrustPlan
+    from audit.stages.trust import TrustPlan
 
     plan = TrustPlan()
     faithfulness = bundle.attributions["comparison"]["faithfulness"]

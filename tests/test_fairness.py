@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from audit.fairness import counterfactual_statistics
+from audit.stages.counterfactual import counterfactual_statistics
 from audit.suites import expand, load_suite
 
 

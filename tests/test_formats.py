@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from audit.formats import DISCRIM_EVAL_PREFILL, reorder_factor_sentences, sensitivity, variants
+from audit.stages.prompt_formats import DISCRIM_EVAL_PREFILL, reorder_factor_sentences, sensitivity, variants
 from audit.models import load_model, make_adapter, parse_model_spec
 from audit.suites import expand, load_suite
 

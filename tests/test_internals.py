@@ -44,7 +44,7 @@ def test_every_protected_property_is_probed_at_the_answer_position(bundle):
 
 
 def test_the_report_has_the_inside_the_model_section(bundle):
-    from audit.report import render_html
+    from audit.report.render import render_html
 
     html = render_html(bundle)
     assert "Inside the model" in html and "Where the decision forms" in html and "linear probes" in html
@@ -52,7 +52,7 @@ def test_the_report_has_the_inside_the_model_section(bundle):
 
 
 def test_patching_covers_the_largest_shift_of_the_chosen_scenarios(bundle):
-    from audit.internals import PATCHED_PAIRS
+    from audit.stages.internals import PATCHED_PAIRS
 
     patching = bundle.internals["patching"]
     largest = {}
@@ -68,7 +68,7 @@ def test_patching_covers_the_largest_shift_of_the_chosen_scenarios(bundle):
 
 
 def test_pairs_are_spread_over_scenarios_before_a_scenario_gives_a_second():
-    from audit.internals import patched_pairs
+    from audit.stages.internals import patched_pairs
 
     records = [{"case_id": f"{s}/baseline", "pair_id": s, "attribute": None, "shift": 0.0} for s in "ab"]
     records += [{"case_id": f"{s}/{k}", "pair_id": s, "attribute": "age", "shift": shift}
@@ -79,7 +79,7 @@ def test_pairs_are_spread_over_scenarios_before_a_scenario_gives_a_second():
 
 
 def test_every_counterfactual_pair_is_patched_when_asked(adapters):
-    from audit.internals import patching_summary
+    from audit.stages.internals import patching_summary
     from audit.suites import expand
 
     adapter = adapters["causal-lm"]

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 import audit
 from audit.cli import main
-from audit.evidence import read_bundle
+from audit.evidence.bundle import read_bundle
 
 
 def properties(element) -> list[tuple[str, str]]:

@@ -13,11 +13,11 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from audit.diff import diff_bundles
-from audit.evidence import read_bundle
-from audit.junit import render_junit
-from audit.policy import legacy_verdict, parse_policy
-from audit.report import render_html
+from audit.integrity.diff import diff_bundles
+from audit.evidence.bundle import read_bundle
+from audit.report.junit import render_junit
+from audit.controls.policy import legacy_verdict, parse_policy
+from audit.report.render import render_html
 from tests.test_report_counts import visible_text
 from tests.test_verify import copy_of, rewrite_consistently, verify
 

@@ -7,16 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from audit.controls import CONTROLS, Measurement
+from audit.controls.registry import CONTROLS
+from audit.controls.base import Measurement
 from audit.errors import PolicyError
-from audit.policy import judge, load_policy, parse_policy, verdict, verdict_of_schema, verdict_sentence
+from audit.controls.policy import judge, load_policy, parse_policy, verdict, verdict_of_schema, verdict_sentence
 from tests.conftest import write_yaml
 
 
 @pytest.mark.parametrize("suite", [None, "fair-lending", "employment-screening", "insurance-underwriting",
                                    "tenant-screening"])
 def test_every_bundled_policy_covers_every_control(suite):
-    from audit.controls import CONTROLS
+    from audit.controls.registry import CONTROLS
 
     policy = load_policy(suite_id=suite)
     assert set(policy.controls) == set(CONTROLS)

@@ -16,7 +16,7 @@ from dataclasses import replace
 import pytest
 
 from audit.progress import Progress, Stages, cache_counter, clock_text
-from audit.results_cache import ResultsCache
+from audit.evidence.results_cache import ResultsCache
 
 STAGES = ["load model", "scoring", "statistics", "internals", "attribution", "reasons", "report"]
 
@@ -207,7 +207,7 @@ def test_the_run_s_results_cache_says_which_units_were_hits(tmp_path, clock, log
     with Stages(STAGES, stream=log, clock=clock, cache_counts=cache_counter(cache)) as stages:
         stages.begin("scoring")
         scoring = bar("scoring", 6)
-        cache.tally("scoring", hits=3)  # a scenario found in the cache, as audit.scoring counts it
+        cache.tally("scoring", hits=3)  # a scenario found in the cache, as audit.stages.scoring counts it
         clock += 0.1
         scoring.advance(3)
         cache.tally("scoring", misses=3)  # a scenario scored in two batches

@@ -30,7 +30,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from audit.cli import main
-from audit.evidence import BUNDLE_FILE, MANIFEST_FILE, manifest_text
+from audit.evidence.bundle import BUNDLE_FILE
+from audit.evidence.manifest import MANIFEST_FILE, manifest_text
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS_TEMPLATE = ROOT / "examples" / "rows" / "credit-line-template.yaml"

@@ -10,13 +10,13 @@ import pytest
 
 import audit
 from audit.errors import PolicyError
-from audit.evidence import read_bundle
-from audit.policy import evaluate, parse_policy
-from audit.reasons import (
+from audit.evidence.bundle import read_bundle
+from audit.controls.policy import evaluate, parse_policy
+from audit.stages.reasons import (
     MAX_REASONS, adverse_action_reasons, judge_case, overlap, principal_reasons, protected_among_top, stability,
 )
-from audit.report import render_html
-from audit.report_phrases import control_reading
+from audit.report.render import render_html
+from audit.report.phrases import control_reading
 from tests.conftest import write_yaml
 from tests.wired import blank_llama_adapter, wire_to_token
 

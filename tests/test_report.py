@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 import audit
-from audit.evidence import read_bundle
-from audit.report import TemplatesOnlyFetcher, check_url, render_html, render_pdf, templates_dir
+from audit.evidence.bundle import read_bundle
+from audit.report.render import TemplatesOnlyFetcher, check_url, render_html, render_pdf, templates_dir
 from tests.conftest import write_yaml
 
 HOSTILE = ('<script>alert("x")</script><img src="https://evil.example/p.png">'
@@ -86,7 +86,7 @@ def test_fetcher_serves_the_stylesheet():
 
 
 def test_faithfulness_readings_separate_methods_that_beat_random():
-    from audit.report_trust import _faithfulness_readings
+    from audit.report.sections.trust import _faithfulness_readings
 
     rows = [
         {"title": "A", "gain_comprehensiveness": {"mean_gain": 0.4, "ci": [0.2, 0.6]}},
@@ -111,7 +111,7 @@ def test_bidi_overrides_from_the_model_are_shown_not_obeyed_in_the_pdf(audited):
 
     from pypdf import PdfReader
 
-    from audit.report import render_report
+    from audit.report.render import render_report
 
     bundle = read_bundle(audited)
     bundle.model = {**bundle.model, "spec": "bank/credit-\u202eledom\u202c-v2\u200b"}

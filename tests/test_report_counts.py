@@ -20,9 +20,9 @@ import pytest
 import torch
 
 import audit
-from audit.evidence import read_bundle
+from audit.evidence.bundle import read_bundle
 from audit.regulations import load_catalog
-from audit.report import render_html
+from audit.report.render import render_html
 from tests.conftest import DISCRIM_DATA, write_yaml
 
 CLASSIFIER_SUITE = Path(__file__).resolve().parents[1] / "examples" / "classifier" / "loan-officer-notes.yaml"

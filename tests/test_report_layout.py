@@ -8,8 +8,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from audit import charts
-from audit.charts import ELLIPSIS, LABEL_CHARS, LABEL_LINES, MIN_PLOT_SHARE, ShiftRow, fit_label
+from audit.report import charts
+from audit.report.charts import ELLIPSIS, LABEL_CHARS, LABEL_LINES, MIN_PLOT_SHARE, ShiftRow, fit_label
 
 SVG = "{http://www.w3.org/2000/svg}"
 LONG = "employment and public assistance (Social Security Disability Insurance)"

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import audit
-from audit.results_cache import ResultsCache, case_hash
+from audit.evidence.results_cache import ResultsCache, case_hash
 from audit.suites import expand, load_suite
 from tests.conftest import write_yaml
 from tests.test_cli import invoke
@@ -199,7 +199,7 @@ def test_entries_round_trip_with_arrays_and_corrupt_ones_miss(llama_and_case, tm
 
 def test_the_key_covers_model_runtime_case_and_format_but_not_the_tool_version(llama_and_case, adapters,
                                                                               monkeypatch):
-    import audit.results_cache as results_cache
+    import audit.evidence.results_cache as results_cache
 
     adapter, case = llama_and_case
     cache = ResultsCache(None)

@@ -13,8 +13,10 @@ import pytest
 from click.testing import CliRunner
 
 from audit.cli import main
-from audit.evidence import MANIFEST_FILE, manifest_text, read_bundle
-from audit.signing import ATTESTATION_FILE, PAYLOAD_TYPE, STATEMENT_TYPE
+from audit.evidence.manifest import MANIFEST_FILE, manifest_text
+from audit.evidence.bundle import read_bundle
+from audit.integrity.signing import ATTESTATION_FILE
+from audit.integrity.attestation import PAYLOAD_TYPE, STATEMENT_TYPE
 
 SIGNER = "Dana Whitfield, Head of Model Validation"
 

@@ -17,7 +17,7 @@ from pypdf import PdfReader
 
 import audit
 from audit.cli import main
-from audit.evidence import read_bundle
+from audit.evidence.bundle import read_bundle
 from tests.conftest import write_yaml
 
 QUICK = ["--limit", "1", "--ig-steps", "2", "--methods", "ig", "--format-sensitivity", "off", "--patching-pairs", "1"]

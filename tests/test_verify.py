@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from audit.artifacts import render_artifacts
+from audit.report.artifacts import render_artifacts
 from audit.cli import main
-from audit.evidence import BUNDLE_FILE, MANIFEST_FILE, EvidenceBundle, manifest_text, read_bundle
+from audit.evidence.bundle import BUNDLE_FILE, EvidenceBundle, read_bundle
+from audit.evidence.manifest import MANIFEST_FILE, manifest_text
 from tests.conftest import save_tiny_llama
 
 

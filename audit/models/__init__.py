@@ -1,10 +1,20 @@
-"""Model specs, loading with fingerprints, and the task adapters explainers see."""
+"""Model specs, loading with fingerprints, and the task adapters explainers see.
 
-from audit.models.adapters import Adapter, ClassifierAdapter, DecisionAdapter, Encoded, make_adapter
-from audit.models.loading import LoadedModel, load_model
-from audit.models.spec import DEFAULT_MODEL, ModelSpec, parse_model_spec
+The names below are imported on first use (PEP 562), so ``audit.models.spec`` (and the command line's help)
+reads without loading torch and transformers.
+"""
 
-__all__ = [
-    "Adapter", "ClassifierAdapter", "DecisionAdapter", "Encoded", "make_adapter",
-    "LoadedModel", "load_model", "DEFAULT_MODEL", "ModelSpec", "parse_model_spec",
-]
+from importlib import import_module
+
+_EXPORTS = {
+    "Adapter": "adapters", "ClassifierAdapter": "adapters", "DecisionAdapter": "adapters", "Encoded": "adapters",
+    "make_adapter": "adapters", "LoadedModel": "loading", "load_model": "loading", "DEFAULT_MODEL": "spec",
+    "ModelSpec": "spec", "parse_model_spec": "spec",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'audit.models' has no attribute {name!r}")
+    return getattr(import_module(f"audit.models.{_EXPORTS[name]}"), name)

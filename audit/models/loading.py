@@ -20,12 +20,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from audit.errors import AuditError, ModelSpecError
-from audit.hashing import sha256_file, sha256_json, sha256_text
-from audit.models.spec import ModelSpec
+from audit.options import DEVICE_MAPS, DEVICES, DTYPES, default_cache_dir
+from audit.evidence.hashing import sha256_file, sha256_json, sha256_text
+from audit.models.spec import ModelSpec, parse_model_spec
 
-DTYPES = ("float32", "bfloat16", "float16")
-DEVICES = ("cpu", "cuda")
-DEVICE_MAPS = ("auto",)
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 TOKENIZER_FILES = (
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
@@ -47,14 +45,6 @@ class LoadedModel:
     budget: Any = None  # audit.models.batching.BatchBudget: rows per pass, shared by every adapter of this model
 
 
-def default_cache_dir() -> Path:
-    configured = os.environ.get("OSS_MODEL_AUDIT_CACHE")
-    if configured:
-        return Path(configured).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "oss-model-audit"
-
-
 def check_runtime(device: str, dtype: str) -> None:
     """Refuse device/dtype combinations before anything is loaded."""
     import torch
@@ -65,6 +55,12 @@ def check_runtime(device: str, dtype: str) -> None:
         raise AuditError(f"--dtype: {dtype!r} is not one of {', '.join(DTYPES)}")
     if device == "cuda" and not torch.cuda.is_available():
         raise AuditError("--device cuda: torch sees no CUDA device on this machine; use --device cpu")
+
+
+def fingerprint_of(spec_text: str, *, allow_pickle: bool = False, trust_remote_code: bool = False) -> dict:
+    """The fingerprint ``audit run`` records for the model ``spec_text`` names, for ``audit verify --model``."""
+    loaded = load_model(parse_model_spec(spec_text), allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
+    return loaded.fingerprint
 
 
 def load_model(

@@ -24,7 +24,7 @@ turns each decision question into a scenario and each row into a case:
 
 The discrimination score of the paper (a mixed-effects model with random
 effects per decision question) is computed from these scores by
-``audit.discrimination_score``.
+``audit.stages.discrimination_score``.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from audit.errors import SuiteError
-from audit.hashing import sha256_file
+from audit.evidence.hashing import sha256_file
 from audit.suites.expand import slugify
 from audit.suites.jsonl import json_objects, read_text
 from audit.text_safety import check_text

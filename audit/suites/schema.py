@@ -10,15 +10,11 @@ attribute nor a key of values``.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
-from audit import strict_yaml
 from audit.errors import SuiteError, did_you_mean
 from audit.text_safety import check_tree
 
@@ -26,7 +22,6 @@ SLOT_PATTERN = re.compile(r"\{([^{}]+)\}")
 SUITE_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 PROMPT_FIELD = re.compile(r"\{(case|question)\}")
 ANSWER_FORMS = ("variants", "exact")
-BUNDLED_PACKAGE = "audit.suites"
 
 
 @dataclass(frozen=True)
@@ -106,40 +101,6 @@ class Suite:
         for attribute in self.attributes:
             seen.extend(p for p in attribute.protected if p not in seen)
         return seen
-
-
-def bundled_suite_names() -> list[str]:
-    folder = resources.files(BUNDLED_PACKAGE) / "data"
-    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
-
-
-def resolve_suite_path(name_or_path: str) -> Path:
-    """A bundled suite name (``fair-lending``) or a path to a YAML file."""
-    if name_or_path in bundled_suite_names():
-        return Path(str(resources.files(BUNDLED_PACKAGE) / "data" / f"{name_or_path}.yaml"))
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    raise SuiteError(
-        f"--suite: {name_or_path!r} is neither a bundled suite ({', '.join(bundled_suite_names())}) nor a file"
-    )
-
-
-def load_suite(name_or_path: str) -> Suite:
-    """A bundled suite, a suite YAML file, or ``discrim-eval:PATH.jsonl`` (``audit.suites.discrim_eval``)."""
-    from audit.suites.discrim_eval import is_discrim_eval, load_discrim_eval
-
-    if is_discrim_eval(name_or_path):
-        return load_discrim_eval(name_or_path)
-    path = resolve_suite_path(name_or_path)
-    label = path.name
-    data = strict_yaml.read_bytes(path, label, SuiteError)
-    bundled = name_or_path in bundled_suite_names()
-    raw = strict_yaml.load(strict_yaml.decode(data, label, SuiteError), label, SuiteError)
-    if raw is None:
-        raise SuiteError(f"{label}: is empty; a suite needs id, question, answers, attributes and scenarios")
-    source = f"bundled:{name_or_path}" if bundled else str(path)
-    return parse_suite(raw, label=label, source=source, sha256=hashlib.sha256(data).hexdigest())
 
 
 def parse_suite(raw: Any, *, label: str = "suite", source: str = "", sha256: str = "") -> Suite:

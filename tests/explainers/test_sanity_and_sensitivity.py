@@ -10,7 +10,7 @@ import torch
 import explainers
 from audit.models import load_model, make_adapter, parse_model_spec
 from audit.suites import expand, load_suite
-from audit.trust import TrustPlan, _sanity
+from audit.stages.trust import TrustPlan, _sanity
 from audit.progress import Progress
 from explainers.base import make_attribution
 from explainers.faithfulness import max_sensitivity, randomised_top_layers

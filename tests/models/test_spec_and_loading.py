@@ -70,7 +70,7 @@ def test_pickle_only_folder_is_refused_unless_allowed(tmp_path, tiny_llama_dir):
 
 
 def test_fingerprint_hashes_weights_tokenizer_template_and_config(tiny_llama_dir):
-    from audit.hashing import sha256_file
+    from audit.evidence.hashing import sha256_file
 
     loaded = load_model(parse_model_spec(str(tiny_llama_dir)))
     fp = loaded.fingerprint
