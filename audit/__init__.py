@@ -13,8 +13,10 @@ __version__ = "0.1.0"
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 
-def run(**kwargs):
-    """Run an audit; see ``audit.pipeline.run`` for the parameters."""
+def run(**flags):
+    """Run an audit: the keyword arguments are the fields of ``audit.options.RunOptions`` (the flags of
+    ``audit run``); see ``audit.pipeline.run``."""
+    from audit.options import RunOptions
     from audit.pipeline import run as run_pipeline
 
-    return run_pipeline(**kwargs)
+    return run_pipeline(RunOptions(**flags))

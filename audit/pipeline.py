@@ -1,62 +1,56 @@
 """The one place that orders the stages of an audit.
 
     validate inputs -> load model -> expand suite -> score every case
-    -> counterfactual statistics -> internals (probes, logit lens) -> attributions -> adverse-action reasons
-    -> controls -> bundle -> report
+    -> counterfactual statistics -> prompt formats -> internals (probes, logit lens, patching)
+    -> attributions -> adverse-action reasons -> controls -> bundle -> report
 
-Every input is checked before the model is loaded, and nothing is written
-until the bundle and its report exist in memory, so bad input or a crash
-leaves no partial output. The one exception is the per-case results cache
-(``audit.evidence.results_cache``), written as results finish, so an interrupted run
-resumes and a re-run costs nothing.
+Every input is checked before the model is loaded (``audit.options.RunOptions`` checks the flags, ``prepare``
+what needs the file system), and nothing is written until the bundle and its report exist in memory, so bad
+input or a crash leaves no partial output. The one exception is the per-case results cache
+(``audit.evidence.results_cache``), written as results finish, so an interrupted run resumes and a re-run costs
+nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import torch
+from typing import Any, Iterator
 
 from audit import __version__
+from audit.controls.policy import Policy, evaluate, load_policy, verdict
+from audit.evidence.bundle import SCHEMA_VERSION, EvidenceBundle, utc_now
+from audit.evidence.environment import environment
+from audit.evidence.files import check_output_dir, check_output_file, write_atomically, write_outputs
+from audit.evidence.results_cache import ResultsCache, open_cache
+from audit.evidence.revision import tool_revision
+from audit.models import load_model, make_adapter, parse_model_spec
+from audit.models.loading import check_runtime, check_weights
+from audit.models.spec import ModelSpec
+from audit.options import RunOptions
+from audit.progress import Progress, Stages, cache_counter
+from audit.regulations import clauses_for, load_catalog
+from audit.report.artifacts import ATTESTATION_FILE, RENDERED_FILES, audit_files
+from audit.report.junit import JUNIT_FILE
+from audit.stages.attribution import parse_methods, run_explainers
 from audit.stages.bias_audit import DEFINITIONS as BIAS_AUDIT_DEFINITIONS
 from audit.stages.bias_audit import bias_audit_tables
-from audit.report.artifacts import ATTESTATION_FILE, RENDERED_FILES, audit_files
-from audit.stages.discrimination_score import mixed_effects_discrimination
-from audit.errors import AuditError
-from audit.stages.attribution import parse_methods, run_explainers
-from audit.evidence.bundle import SCHEMA_VERSION, EvidenceBundle, utc_now
-from audit.evidence.files import check_output_dir, check_output_file, write_atomically, write_outputs
-from audit.evidence.environment import environment
 from audit.stages.counterfactual import case_records, counterfactual_statistics
-from audit.options import (
-    DEFAULT_IG_MAX_STEPS, DEFAULT_IG_STEPS, DEFAULT_OUT, DEFAULT_SUITE, FORMAT_MODES, JURISDICTIONS, PATCHED_PAIRS,
-    check_seed, check_steps,
-)
+from audit.stages.discrimination_score import mixed_effects_discrimination
+from audit.stages.internals import internals
 from audit.stages.prompt_formats import sensitivity
 from audit.stages.prompt_formats import variants as format_variants
-from audit.stages.internals import internals
-from audit.report.junit import JUNIT_FILE
-from audit.models import DEFAULT_MODEL, load_model, make_adapter, parse_model_spec
-from audit.models.loading import check_runtime, check_weights
-from audit.controls.policy import evaluate, load_policy, verdict
-from audit.progress import Progress, Stages, cache_counter
 from audit.stages.reasons import adverse_action_reasons
-from audit.regulations import clauses_for, load_catalog
-from audit.evidence.results_cache import open_cache
-from audit.evidence.revision import tool_revision
 from audit.stages.scoring import score_cases
 from audit.suites import expand, load_suite
 from audit.suites.rows import apply_rows
 from audit.suites.schema import Suite
 from audit.wording import plural
+from explainers.base import seed_everything
 from explainers.hidden import HiddenStateRecorder, answer_and_slot_positions
-
 
 
 @dataclass
@@ -69,191 +63,212 @@ class AuditResult:
         return self.bundle.verdict["exit_code"]
 
 
-def run(
-    *,
-    model: str = DEFAULT_MODEL,
-    suite: str = DEFAULT_SUITE,
-    rows: str | None = None,
-    policy: str | None = None,
-    out: str | Path = DEFAULT_OUT,
-    limit: int | None = None,
-    seed: int = 0,
-    device: str = "cpu",
-    device_map: str | None = None,
-    dtype: str = "float32",
-    ig_steps: int = DEFAULT_IG_STEPS,
-    ig_tolerance: float | None = None,
-    ig_max_steps: int = DEFAULT_IG_MAX_STEPS,
-    methods: str | None = None,
-    patching_pairs: int | None = PATCHED_PAIRS,
-    jurisdiction: str | None = None,
-    format_sensitivity: str = "baselines",
-    allow_pickle: bool = False,
-    trust_remote_code: bool = False,
-    render: bool = True,
-    command_line: list[str] | None = None,
-    quiet: bool = False,
-    cache: bool = True,
-    cache_dir: str | Path | None = None,
-    junit: str | Path | None = None,
-) -> AuditResult:
-    """Audit ``model`` on ``suite`` under ``policy`` and write the evidence to ``out``.
+@dataclass(frozen=True)
+class Plan:
+    """What the options name, read and checked before the model loads."""
 
-    ``cache``: reuse and store per-case results in ``cache_dir`` (default: see ``audit.evidence.results_cache``).
-    ``junit``: a second copy of ``junit.xml`` (always written into ``out``) where a CI job collects it.
-    """
+    spec: ModelSpec
+    suite: Suite
+    policy: Policy
+    methods: list[str]
+    cache: ResultsCache
+
+
+def prepare(options: RunOptions) -> Plan:
+    """The device, the output paths, the model spec, the suite (with the bank's rows), the policy, the methods
+    and the results cache, each checked in turn: the first bad one is the error, before anything loads."""
+    check_runtime(options.device, options.dtype)
+    check_output_dir(options.out)
+    if options.junit is not None:
+        check_output_file(Path(options.junit), "--junit")
+    spec = parse_model_spec(options.model)
+    check_weights(spec, options.allow_pickle)
+    suite = load_suite(options.suite)
+    if options.rows is not None:
+        suite = apply_rows(suite, options.rows)
+    return Plan(spec=spec, suite=suite, policy=load_policy(options.policy, suite_id=suite.id),
+                methods=parse_methods(options.methods), cache=open_cache(options.cache, options.cache_dir,
+                                                                         quiet=options.quiet))
+
+
+def run(options: RunOptions) -> AuditResult:
+    """Audit ``options.model`` on ``options.suite`` under ``options.policy`` and write the evidence to
+    ``options.out`` (``audit.run(**flags)`` builds the options from keyword arguments)."""
     started_at, started = utc_now(), time.monotonic()
-    timings: dict[str, float] = {}
-    out = Path(out)
-    if limit is not None and limit < 1:
-        raise AuditError(f"--limit: must be at least 1, got {limit}")
-    check_seed(seed)
-    check_steps("--ig-steps", ig_steps, least=2)
-    if ig_tolerance is not None and not 0 < ig_tolerance < 1:
-        raise AuditError(f"--ig-tolerance: must be a fraction between 0 and 1 (0.05 = 5 %), got {ig_tolerance}")
-    if ig_tolerance is not None:
-        check_steps("--ig-max-steps", ig_max_steps, least=ig_steps, least_text=f"--ig-steps ({ig_steps})")
-    ig_options = {"n_steps": ig_steps}
-    if ig_tolerance is not None:
-        ig_options.update(tolerance=ig_tolerance, max_steps=ig_max_steps)
-    if patching_pairs is not None and patching_pairs < 1:
-        raise AuditError(f"--patching-pairs: must be at least 1 or 'all', got {patching_pairs}")
-    check_runtime(device, dtype)
-    check_output_dir(out)
-    if junit is not None:
-        check_output_file(Path(junit), "--junit")
-    spec = parse_model_spec(model)
-    check_weights(spec, allow_pickle)
-    the_suite = load_suite(suite) if rows is None else apply_rows(load_suite(suite), rows)
-    the_policy = load_policy(policy, suite_id=the_suite.id)
-    if format_sensitivity not in FORMAT_MODES:
-        raise AuditError(f"--format-sensitivity: must be one of {', '.join(FORMAT_MODES)}, got {format_sensitivity!r}")
-    if jurisdiction is not None and jurisdiction not in JURISDICTIONS:
-        raise AuditError(f"--jurisdiction: must be one of {', '.join(JURISDICTIONS)}, got {jurisdiction!r}")
-    chosen_methods = parse_methods(methods)
-    results_cache = open_cache(cache, cache_dir, quiet=quiet)
-    _seed_everything(seed)
-
-    with Stages(stage_names(the_suite, format_sensitivity, render), quiet=quiet,
-                cache_counts=cache_counter(results_cache)) as stages:
-        stage = time.monotonic()
-        stages.begin("load model", f"loading model {spec.text} ({spec.kind})")
-        loaded = load_model(
-            spec, device=device, dtype=dtype, device_map=device_map, allow_pickle=allow_pickle,
-            trust_remote_code=trust_remote_code, log=stages.note,
-        )
-        adapter = make_adapter(loaded, the_suite)
-        timings["load_model"] = time.monotonic() - stage
-
-        stage = time.monotonic()
-        cases = expand(the_suite, limit)
-        encoded = [adapter.encode(case) for case in cases]
-        stages.begin("scoring", f"scoring {plural(len(encoded), 'case')}")
-        progress = Progress("scoring", len(encoded), quiet=quiet)
-        recorder = HiddenStateRecorder(adapter, answer_and_slot_positions(adapter, slots=set()))
-        scores, masses = score_cases(adapter, encoded, results_cache, progress=progress, recorder=recorder)
-        progress.close()
-        records = case_records(encoded, scores, masses)
-        timings["score_cases"] = time.monotonic() - stage
-
-        stage = time.monotonic()
-        stages.begin("statistics", "counterfactual statistics with bootstrap confidence intervals")
-        mass_floor = the_policy.option("answer-reliability", "mass_floor")
-        fairness = counterfactual_statistics(the_suite, records, seed=seed, mass_floor=mass_floor)
-        fairness["bias_audit"] = {"definitions": BIAS_AUDIT_DEFINITIONS,
-                                  "tables": bias_audit_tables(the_suite, records, seed=seed)}
-        if the_suite.raw.get("format") == "discrim-eval":
-            fairness["mixed_effects"] = mixed_effects_discrimination(records)
-        timings["statistics"] = time.monotonic() - stage
-
-        stage = time.monotonic()
-        if "prompt formats" in stages.names:
-            formats = format_variants(the_suite, reads_prompt=loaded.family != "classifier")
-            n_cases = len(cases) if format_sensitivity == "full" else sum(c.is_baseline for c in cases)
-            stages.begin("prompt formats", f"scoring {plural(n_cases, 'case')} in each of {len(formats)} prompt formats"
-                         if len(formats) > 1 else "no other prompt format applies to this model",
-                         parts=[(n_cases, "cases")] * len(formats))
-        robustness = sensitivity(
-            loaded, the_suite, mode=format_sensitivity, limit=limit, seed=seed, make_adapter=make_adapter,
-            mass_floor=mass_floor, cache=results_cache,
-            progress_factory=lambda label, n: Progress(label.removeprefix("prompt format "), n, quiet=quiet),
-        )
-        timings["prompt_formats"] = time.monotonic() - stage
-
-        stage = time.monotonic()
-        stages.begin("internals", "reading the logit lens, probing hidden states and patching activations",
-                     parts=[(None, "cases"), (None, "probe layers"), (None, "pairs")])
-        by_id = {e.case.case_id: e for e in encoded}
-        inside = internals(adapter, recorder.states, records, the_suite, by_id, seed=seed,
-                           patching_pairs=patching_pairs, quiet=quiet, cache=results_cache)
+    plan = prepare(options)
+    seed_everything(options.seed)
+    audit = Audit(options, plan)
+    with Stages(stage_names(plan.suite, options.format_sensitivity, options.render), quiet=options.quiet,
+                cache_counts=cache_counter(plan.cache)) as audit.stages:
+        audit.load_model()
+        recorder = audit.score()
+        audit.statistics()
+        audit.prompt_formats()
+        audit.read_internals(recorder)
         del recorder  # the hidden states are summarised: free them before attribution
-        timings["internals"] = time.monotonic() - stage
+        audit.attribute()
+        audit.give_reasons()
+    audit.timings["total"] = time.monotonic() - started
+    bundle = audit.bundle(started_at)
+    if options.render:
+        audit.stages.begin("report", "rendering report")
+    files = audit_files(bundle, report=options.render)
+    paths = write_outputs(options.out, files, stale=(*RENDERED_FILES, ATTESTATION_FILE))
+    if options.junit is not None:
+        write_atomically(Path(options.junit), files[JUNIT_FILE])
+        paths["junit"] = Path(options.junit)
+    return AuditResult(bundle=bundle, paths=paths)
 
-        stage = time.monotonic()
-        stages.begin("attribution", f"attributing decisions to words ({', '.join(chosen_methods)}), then checking "
-                     "how far the attributions can be trusted", parts=[(None, "method x case runs"), (None, "steps")])
-        attributions = run_explainers(adapter, by_id, records, chosen_methods, ig_options=ig_options, seed=seed,
-                                      quiet=quiet, cache=results_cache)
-        timings["attribution"] = time.monotonic() - stage
 
-        stage = time.monotonic()
-        adverse_action = None  # a test set without legitimate factors (an imported benchmark) has no reasons to give
-        if the_suite.factors:
-            stages.begin("reasons", "principal reasons of every declined case")
-            adverse_action = adverse_action_reasons(
-                adapter, by_id, records, chosen_methods, list(the_suite.factors), attributions,
-                ig_options=ig_options, seed=seed,
-                stability_floor=the_policy.option("adverse-action-reasons", "stability_floor"),
-                protected_floor=the_policy.option("adverse-action-reasons", "protected_floor"),
-                quiet=quiet, cache=results_cache,
+@dataclass
+class Audit:
+    """One audit in progress: each method is one stage and stores what the later stages and the bundle read."""
+
+    options: RunOptions
+    plan: Plan
+    stages: Stages | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def timed(self, name: str) -> Iterator[None]:
+        start = time.monotonic()
+        yield
+        self.timings[name] = time.monotonic() - start
+
+    def load_model(self) -> None:
+        spec, options = self.plan.spec, self.options
+        with self.timed("load_model"):
+            self.stages.begin("load model", f"loading model {spec.text} ({spec.kind})")
+            self.loaded = load_model(
+                spec, device=options.device, dtype=options.dtype, device_map=options.device_map,
+                allow_pickle=options.allow_pickle, trust_remote_code=options.trust_remote_code, log=self.stages.note,
             )
-        timings["reasons"] = time.monotonic() - stage
+            self.adapter = make_adapter(self.loaded, self.plan.suite)
 
-    evidence = {"fairness": fairness, "attributions": attributions, "adverse_action": adverse_action,
-                "internals": inside, "robustness": robustness}
-    controls = evaluate(the_policy, evidence, fairness["params"])
-    outcome = verdict(the_policy, controls)
-    clause_ids = [*the_suite.clauses, *(c for control in controls for c in control["clauses"])]
-    timings["total"] = time.monotonic() - started
-    bundle = EvidenceBundle(
-        schema_version=SCHEMA_VERSION,
-        tool={"name": "oss-model-audit", "version": __version__, "revision": tool_revision()},
-        run={
+    def score(self) -> HiddenStateRecorder:
+        """Score every case, recording the hidden states the internals stage reads."""
+        with self.timed("score_cases"):
+            self.cases = expand(self.plan.suite, self.options.limit)
+            self.encoded = [self.adapter.encode(case) for case in self.cases]
+            self.stages.begin("scoring", f"scoring {plural(len(self.encoded), 'case')}")
+            progress = Progress("scoring", len(self.encoded), quiet=self.options.quiet)
+            recorder = HiddenStateRecorder(self.adapter, answer_and_slot_positions(self.adapter, slots=set()))
+            scores, masses = score_cases(self.adapter, self.encoded, self.plan.cache, progress=progress,
+                                         recorder=recorder)
+            progress.close()
+            self.records = case_records(self.encoded, scores, masses)
+            self.by_id = {e.case.case_id: e for e in self.encoded}
+        return recorder
+
+    def statistics(self) -> None:
+        suite, seed = self.plan.suite, self.options.seed
+        with self.timed("statistics"):
+            self.stages.begin("statistics", "counterfactual statistics with bootstrap confidence intervals")
+            fairness = counterfactual_statistics(suite, self.records, seed=seed, mass_floor=self.mass_floor)
+            fairness["bias_audit"] = {"definitions": BIAS_AUDIT_DEFINITIONS,
+                                      "tables": bias_audit_tables(suite, self.records, seed=seed)}
+            if suite.raw.get("format") == "discrim-eval":
+                fairness["mixed_effects"] = mixed_effects_discrimination(self.records)
+            self.evidence["fairness"] = fairness
+
+    @property
+    def mass_floor(self) -> float:
+        return self.plan.policy.option("answer-reliability", "mass_floor")
+
+    def prompt_formats(self) -> None:
+        options, suite = self.options, self.plan.suite
+        with self.timed("prompt_formats"):
+            if "prompt formats" in self.stages.names:
+                formats = format_variants(suite, reads_prompt=self.loaded.family != "classifier")
+                n_cases = (len(self.cases) if options.format_sensitivity == "full"
+                           else sum(c.is_baseline for c in self.cases))
+                self.stages.begin("prompt formats", f"scoring {plural(n_cases, 'case')} in each of {len(formats)} "
+                                  "prompt formats" if len(formats) > 1 else
+                                  "no other prompt format applies to this model",
+                                  parts=[(n_cases, "cases")] * len(formats))
+            self.evidence["robustness"] = sensitivity(
+                self.loaded, suite, mode=options.format_sensitivity, limit=options.limit, seed=options.seed,
+                make_adapter=make_adapter, mass_floor=self.mass_floor, cache=self.plan.cache,
+                progress_factory=lambda label, n: Progress(label.removeprefix("prompt format "), n,
+                                                           quiet=options.quiet),
+            )
+
+    def read_internals(self, recorder: HiddenStateRecorder) -> None:
+        options = self.options
+        with self.timed("internals"):
+            self.stages.begin("internals", "reading the logit lens, probing hidden states and patching activations",
+                              parts=[(None, "cases"), (None, "probe layers"), (None, "pairs")])
+            self.evidence["internals"] = internals(
+                self.adapter, recorder.states, self.records, self.plan.suite, self.by_id, seed=options.seed,
+                patching_pairs=options.patching_pairs, quiet=options.quiet, cache=self.plan.cache)
+
+    def attribute(self) -> None:
+        methods = self.plan.methods
+        with self.timed("attribution"):
+            self.stages.begin("attribution", f"attributing decisions to words ({', '.join(methods)}), then "
+                              "checking how far the attributions can be trusted",
+                              parts=[(None, "method x case runs"), (None, "steps")])
+            self.evidence["attributions"] = run_explainers(
+                self.adapter, self.by_id, self.records, methods, ig_options=self.options.ig_options,
+                seed=self.options.seed, quiet=self.options.quiet, cache=self.plan.cache)
+
+    def give_reasons(self) -> None:
+        """Principal reasons of every declined case; a test set without legitimate factors (an imported
+        benchmark) has no reasons to give."""
+        suite, policy, options = self.plan.suite, self.plan.policy, self.options
+        with self.timed("reasons"):
+            self.evidence["adverse_action"] = None
+            if suite.factors:
+                self.stages.begin("reasons", "principal reasons of every declined case")
+                self.evidence["adverse_action"] = adverse_action_reasons(
+                    self.adapter, self.by_id, self.records, self.plan.methods, list(suite.factors),
+                    self.evidence["attributions"], ig_options=options.ig_options, seed=options.seed,
+                    stability_floor=policy.option("adverse-action-reasons", "stability_floor"),
+                    protected_floor=policy.option("adverse-action-reasons", "protected_floor"),
+                    quiet=options.quiet, cache=self.plan.cache,
+                )
+
+    def bundle(self, started_at: str) -> EvidenceBundle:
+        """The evidence bundle: the controls judged under the policy, the verdict, and every record of the run."""
+        options, plan, evidence = self.options, self.plan, self.evidence
+        evidence = {key: evidence[key] for key in ("fairness", "attributions", "adverse_action", "internals",
+                                                   "robustness")}
+        controls = evaluate(plan.policy, evidence, evidence["fairness"]["params"])
+        clause_ids = [*plan.suite.clauses, *(c for control in controls for c in control["clauses"])]
+        return EvidenceBundle(
+            schema_version=SCHEMA_VERSION,
+            tool={"name": "oss-model-audit", "version": __version__, "revision": tool_revision()},
+            run=self.run_record(started_at),
+            model=self.loaded.fingerprint,
+            suite=suite_summary(plan.suite, options.limit),
+            policy=plan.policy.to_dict(),
+            decision={**self.adapter.describe(), "example_prompt": self.encoded[0].prompt},
+            cases=self.records,
+            controls=controls,
+            verdict=verdict(plan.policy, controls),
+            clauses=[{**c, "catalog_as_of": load_catalog()["as_of"]} for c in clauses_for(clause_ids)],
+            **evidence,
+        )
+
+    def run_record(self, started_at: str) -> dict[str, Any]:
+        """When and how the audit ran: durations, limit, jurisdiction, cache, loading, placement, environment."""
+        options = self.options
+        return {
             "started_at": started_at,
             "finished_at": utc_now(),
-            "durations_s": {k: round(v, 3) for k, v in timings.items()},
-            "limit": limit,
-            "jurisdiction": jurisdiction or the_policy.jurisdiction,
-            "result_cache": results_cache.summary(),
-            "loading": {"allow_pickle": allow_pickle, "trust_remote_code": trust_remote_code,
+            "durations_s": {k: round(v, 3) for k, v in self.timings.items()},
+            "limit": options.limit,
+            "jurisdiction": options.jurisdiction or self.plan.policy.jurisdiction,
+            "result_cache": self.plan.cache.summary(),
+            "loading": {"allow_pickle": options.allow_pickle, "trust_remote_code": options.trust_remote_code,
                         "hub_offline": os.environ.get("HF_HUB_OFFLINE") == "1"},
-            "placement": {"device": device, "device_map": device_map, "dtype": dtype,
+            "placement": {"device": options.device, "device_map": options.device_map, "dtype": options.dtype,
                           "scores": "float32 log-softmax of the model's logits, whatever the weights' dtype",
-                          "out_of_memory_splits": list(loaded.budget.splits)},
-            "environment": environment(seed=seed, device=device, dtype=dtype, command_line=command_line),
-        },
-        model=loaded.fingerprint,
-        suite=suite_summary(the_suite, limit),
-        policy=the_policy.to_dict(),
-        decision={**adapter.describe(), "example_prompt": encoded[0].prompt},
-        cases=records,
-        fairness=fairness,
-        attributions=attributions,
-        controls=controls,
-        verdict=outcome,
-        clauses=[{**c, "catalog_as_of": load_catalog()["as_of"]} for c in clauses_for(clause_ids)],
-        adverse_action=adverse_action,
-        internals=inside,
-        robustness=robustness,
-    )
-    if render:
-        stages.begin("report", "rendering report")
-    files = audit_files(bundle, report=render)
-    paths = write_outputs(out, files, stale=(*RENDERED_FILES, ATTESTATION_FILE))
-    if junit is not None:
-        write_atomically(Path(junit), files[JUNIT_FILE])
-        paths["junit"] = Path(junit)
-    return AuditResult(bundle=bundle, paths=paths)
+                          "out_of_memory_splits": list(self.loaded.budget.splits)},
+            "environment": environment(seed=options.seed, device=options.device, dtype=options.dtype,
+                                       command_line=options.command_line),
+        }
 
 
 def stage_names(suite: Suite, format_sensitivity: str, render: bool) -> list[str]:
@@ -270,12 +285,6 @@ def stage_names(suite: Suite, format_sensitivity: str, render: bool) -> list[str
     if render:
         names.append("report")
     return names
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def suite_summary(suite: Suite, limit: int | None) -> dict[str, Any]:

@@ -13,6 +13,7 @@ are held fixed. Token scores are aggregated to words and slots by summation
 from __future__ import annotations
 
 import contextlib
+import random
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterator, Protocol
 
@@ -56,17 +57,27 @@ class Explainer(Protocol):
     def explain(self, adapter, encoded, region=None) -> Attribution: ...
 
 
+def seed_everything(seed: int) -> None:
+    """Seed every generator a method may draw from: Python's ``random``, numpy's and torch's (CPU and CUDA).
+
+    The one seeding helper: ``audit run`` and ``audit explain`` call it once with ``--seed``, and ``seeded``
+    around each stochastic method call."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
 @contextlib.contextmanager
 def seeded(seed: int) -> Iterator[None]:
-    """Seed torch and numpy (captum samples with both) for one method call, then restore their state."""
-    torch_state, numpy_state = torch.random.get_rng_state(), np.random.get_state()
-    torch.manual_seed(seed)
-    np.random.seed(seed)
+    """Seed every generator (``seed_everything``) for one method call, then restore their state."""
+    states = random.getstate(), np.random.get_state(), torch.random.get_rng_state()
+    seed_everything(seed)
     try:
         yield
     finally:
-        torch.random.set_rng_state(torch_state)
-        np.random.set_state(numpy_state)
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.random.set_rng_state(states[2])
 
 
 REGISTRY: dict[str, Callable[..., Explainer]] = {}

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import click
 
-from audit.models.spec import DEFAULT_MODEL
-from audit.options import DEVICES, DTYPES, EXPLAIN_IG_STEPS, EXPLAIN_MAX_NEW_TOKENS, EXPLAIN_OUT
+from audit.options import (
+    DEFAULT_MODEL, DEVICES, DTYPES, EXPLAIN_IG_STEPS, EXPLAIN_MAX_NEW_TOKENS, EXPLAIN_OUT, ExplainOptions,
+)
 
 
 class GenerationMethodChoice(click.Choice):
@@ -53,11 +54,11 @@ class GenerationMethodChoice(click.Choice):
 def explain(model, prompt, prompt_file, system, max_new_tokens, method_name, ig_steps, out, device, dtype, allow_pickle,
             trust_remote_code, seed):
     """Answer a prompt with a causal LM and attribute every answer token to the prompt and the answer before it."""
-    from audit.explain.run import explain as explain_answer
+    from audit.explain.run import explain_answer
 
-    result = explain_answer(
+    result = explain_answer(options=ExplainOptions(
         model=model, prompt=prompt, prompt_file=prompt_file, system=system, max_new_tokens=max_new_tokens,
         method_name=method_name, ig_steps=ig_steps, out=out, device=device, dtype=dtype, allow_pickle=allow_pickle,
         trust_remote_code=trust_remote_code, seed=seed, command_line=["audit", *sys.argv[1:]],
-    )
+    ))
     click.echo(f"answer: {result.record['generation']['text']}\nreport: {result.paths['explanation.pdf']}")

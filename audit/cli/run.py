@@ -7,10 +7,9 @@ from pathlib import Path
 
 import click
 
-from audit.models.spec import DEFAULT_MODEL
 from audit.options import (
-    DEFAULT_IG_MAX_STEPS, DEFAULT_IG_STEPS, DEFAULT_METHODS, DEFAULT_OUT, DEFAULT_SUITE, DEVICE_MAPS, DEVICES, DTYPES,
-    FORMAT_MODES, JURISDICTIONS, PATCHED_PAIRS,
+    DEFAULT_IG_MAX_STEPS, DEFAULT_IG_STEPS, DEFAULT_METHODS, DEFAULT_MODEL, DEFAULT_OUT, DEFAULT_SUITE, DEVICE_MAPS,
+    DEVICES, DTYPES, FORMAT_MODES, JURISDICTIONS, PATCHED_PAIRS, RunOptions,
 )
 
 
@@ -78,13 +77,13 @@ def run(model, suite, rows, policy, out, limit, seed, device, dtype, device_map,
     """
     from audit.pipeline import run as run_audit
 
-    result = run_audit(
+    result = run_audit(options=RunOptions(
         model=model, suite=suite, rows=rows, policy=policy, out=out, limit=limit, seed=seed, device=device, dtype=dtype,
         device_map=device_map, ig_steps=ig_steps, ig_tolerance=ig_tolerance, ig_max_steps=ig_max_steps,
         methods=methods, patching_pairs=patching_pairs, jurisdiction=jurisdiction,
         format_sensitivity=format_sensitivity, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
         cache=not no_cache, cache_dir=cache_dir, junit=junit, command_line=["audit", *sys.argv[1:]],
-    )
+    ))
     click.echo(summary_table(result.bundle.controls, result.bundle.verdict, result.paths.get("report.pdf")))
     return result.exit_code
 

@@ -13,13 +13,11 @@ record and its report exist in memory, so bad input or a crash leaves no partial
 from __future__ import annotations
 
 import os
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from jinja2 import TemplateError
 
@@ -28,13 +26,14 @@ from audit.errors import AuditError, ModelSpecError
 from audit.evidence.files import check_output_dir, write_outputs
 from audit.evidence.environment import environment
 from audit.evidence.bundle import json_bytes, utc_now
-from audit.options import EXPLAIN_IG_STEPS, EXPLAIN_MAX_NEW_TOKENS, EXPLAIN_OUT, check_seed, check_steps
-from audit.models import DEFAULT_MODEL, load_model, parse_model_spec
+from audit.options import ExplainOptions
+from audit.models import load_model, parse_model_spec
 from audit.models.loading import check_runtime, check_weights
 from audit.progress import Progress, note
 from audit.explain.report import EXPLANATION_FILE, KIND, SCHEMA_VERSION, render_explanation
 from audit.text_safety import check_text
 from explainers import generation as method
+from explainers.base import seed_everything
 from explainers.region import filler_token
 
 HELD_FIXED = ("The chat markup and the system prompt are held fixed at their own embeddings: they are the same for "
@@ -59,92 +58,59 @@ class RenderedPrompt:
     chat_template: bool
 
 
-def explain(
-    *,
-    prompt: str | None = None,
-    prompt_file: str | Path | None = None,
-    model: str = DEFAULT_MODEL,
-    system: str | None = None,
-    max_new_tokens: int = EXPLAIN_MAX_NEW_TOKENS,
-    method_name: str = "ig",
-    ig_steps: int = EXPLAIN_IG_STEPS,
-    out: str | Path = EXPLAIN_OUT,
-    device: str = "cpu",
-    dtype: str = "float32",
-    allow_pickle: bool = False,
-    trust_remote_code: bool = False,
-    seed: int = 0,
-    command_line: list[str] | None = None,
-    quiet: bool = False,
-) -> ExplainResult:
-    """Answer ``prompt`` greedily with ``model``, attribute every answer token, write the record and report to
-    ``out`` (explanation.json, explanation.html, explanation.pdf, manifest.sha256)."""
+def explain(**flags: Any) -> ExplainResult:
+    """``explain_answer`` with the options given as keyword arguments (``audit.options.ExplainOptions``)."""
+    return explain_answer(ExplainOptions(**flags))
+
+
+def explain_answer(options: ExplainOptions) -> ExplainResult:
+    """Answer the prompt greedily with the model, attribute every answer token, write the record and report to
+    ``options.out`` (explanation.json, explanation.html, explanation.pdf, manifest.sha256)."""
     started_at, started = utc_now(), time.monotonic()
     durations: dict[str, float] = {}
-    out = Path(out)
-    text = _prompt_text(prompt, prompt_file)
-    if max_new_tokens < 1:
-        raise AuditError(f"--max-new-tokens: must be at least 1, got {max_new_tokens}")
-    if method_name not in method.METHODS:
-        raise AuditError(f"--method: must be one of {', '.join(method.METHODS)}, got {method_name!r}")
-    check_steps("--ig-steps", ig_steps, least=1)
-    check_seed(seed)
-    if system is not None and not system.strip():
-        raise AuditError("--system: is empty; leave it out for the chat template's default")
-    if system is not None:
-        check_text(system, "--system", AuditError)
-    check_runtime(device, dtype)
-    check_output_dir(out)
-    spec = parse_model_spec(model)
-    check_weights(spec, allow_pickle)
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+    text = _prompt_text(options.prompt, options.prompt_file)
+    if options.method_name not in method.METHODS:
+        raise AuditError(f"--method: must be one of {', '.join(method.METHODS)}, got {options.method_name!r}")
+    check_runtime(options.device, options.dtype)
+    check_output_dir(options.out)
+    spec = parse_model_spec(options.model)
+    check_weights(spec, options.allow_pickle)
+    seed_everything(options.seed)
 
     stage = time.monotonic()
-    note(f"loading model {spec.text} ({spec.kind})", quiet=quiet)
-    loaded = load_model(spec, device=device, dtype=dtype, allow_pickle=allow_pickle,
-                        trust_remote_code=trust_remote_code, log=lambda message: note(message, quiet=quiet))
-    if loaded.family != "causal-lm":
-        raise ModelSpecError(f"--model: {spec.text} is a sequence classifier; audit explain needs a causal LM")
+    loaded = _load_causal_lm(spec, options)
     durations["load_model"] = time.monotonic() - stage
 
     stage = time.monotonic()
-    rendered = render_prompt(loaded.tokenizer, text, system)
-    _check_context(loaded.model, len(rendered.ids), max_new_tokens)
+    rendered = render_prompt(loaded.tokenizer, text, options.system)
+    _check_context(loaded.model, len(rendered.ids), options.max_new_tokens)
     eos = eos_token_ids(loaded.tokenizer, loaded.model)
-    note(f"answering greedily (at most {max_new_tokens} tokens)", quiet=quiet)
+    note(f"answering greedily (at most {options.max_new_tokens} tokens)", quiet=options.quiet)
     with method.Meter(loaded.model) as generation_meter:
         generation_meter.purpose = "generation"
-        generated = generate_greedy(loaded.model, rendered.ids, max_new_tokens, eos, loaded.tokenizer)
+        generated = generate_greedy(loaded.model, rendered.ids, options.max_new_tokens, eos, loaded.tokenizer)
     generation_cost = generation_meter.forward.get("generation", {"passes": 0, "tokens": 0})
     durations["generate"] = time.monotonic() - stage
 
     stage = time.monotonic()
-    attribution = attribute(loaded, rendered, generated, method_name, ig_steps, quiet=quiet)
+    attribution = attribute(loaded, rendered, generated, options.method_name, options.ig_steps, quiet=options.quiet)
     durations["attribute"] = time.monotonic() - stage
 
     answer, spans = answer_spans(loaded.tokenizer, generated)
-    stop_reason = "eos" if generated[-1] in eos else "max_new_tokens"
     durations["total"] = time.monotonic() - started
     record = {
         "schema_version": SCHEMA_VERSION,
         "kind": KIND,
         "tool": {"name": "oss-model-audit", "version": __version__},
-        "run": {
-            "started_at": started_at,
-            "finished_at": utc_now(),
-            "durations_s": {k: round(v, 3) for k, v in durations.items()},
-            "loading": {"allow_pickle": allow_pickle, "trust_remote_code": trust_remote_code,
-                        "hub_offline": os.environ.get("HF_HUB_OFFLINE") == "1"},
-            "environment": environment(seed=seed, device=device, dtype=dtype, command_line=command_line),
-        },
+        "run": _run_record(options, started_at, durations),
         "model": loaded.fingerprint,
-        "prompt": {"text": text, "system": system, "rendered": rendered.text, "chat_template": rendered.chat_template,
-                   "n_tokens": len(rendered.ids), "attributed_tokens": list(rendered.region)},
+        "prompt": {"text": text, "system": options.system, "rendered": rendered.text,
+                   "chat_template": rendered.chat_template, "n_tokens": len(rendered.ids),
+                   "attributed_tokens": list(rendered.region)},
         "generation": {
             "strategy": "greedy: the most probable token at every step (no sampling, no repetition penalty)",
-            "max_new_tokens": max_new_tokens, "eos_token_ids": sorted(eos), "stop_reason": stop_reason,
+            "max_new_tokens": options.max_new_tokens, "eos_token_ids": sorted(eos),
+            "stop_reason": "eos" if generated[-1] in eos else "max_new_tokens",
             "text": answer, "n_tokens": len(generated),
             # counted as they ran (explainers.generation.Meter): the prompt, then one new position per pass
             "forward_passes": generation_cost["passes"], "forward_tokens": generation_cost["tokens"],
@@ -155,9 +121,31 @@ def explain(
         },
         "attribution": _attribution_record(attribution, rendered, len(generated)),
     }
-    note("rendering the report", quiet=quiet)
+    note("rendering the report", quiet=options.quiet)
     files = {EXPLANATION_FILE: json_bytes(record), **render_explanation(record)}
-    return ExplainResult(record=record, paths=write_outputs(out, files))
+    return ExplainResult(record=record, paths=write_outputs(options.out, files))
+
+
+def _load_causal_lm(spec, options: ExplainOptions):
+    note(f"loading model {spec.text} ({spec.kind})", quiet=options.quiet)
+    loaded = load_model(spec, device=options.device, dtype=options.dtype, allow_pickle=options.allow_pickle,
+                        trust_remote_code=options.trust_remote_code,
+                        log=lambda message: note(message, quiet=options.quiet))
+    if loaded.family != "causal-lm":
+        raise ModelSpecError(f"--model: {spec.text} is a sequence classifier; audit explain needs a causal LM")
+    return loaded
+
+
+def _run_record(options: ExplainOptions, started_at: str, durations: dict[str, float]) -> dict[str, Any]:
+    return {
+        "started_at": started_at,
+        "finished_at": utc_now(),
+        "durations_s": {k: round(v, 3) for k, v in durations.items()},
+        "loading": {"allow_pickle": options.allow_pickle, "trust_remote_code": options.trust_remote_code,
+                    "hub_offline": os.environ.get("HF_HUB_OFFLINE") == "1"},
+        "environment": environment(seed=options.seed, device=options.device, dtype=options.dtype,
+                                   command_line=options.command_line),
+    }
 
 
 def _prompt_text(prompt: str | None, prompt_file: str | Path | None) -> str:

@@ -8,7 +8,7 @@ from importlib import import_module
 
 _EXPORTS = {
     "Adapter": "adapters", "ClassifierAdapter": "adapters", "DecisionAdapter": "adapters", "Encoded": "adapters",
-    "make_adapter": "adapters", "LoadedModel": "loading", "load_model": "loading", "DEFAULT_MODEL": "spec",
+    "make_adapter": "adapters", "LoadedModel": "loading", "load_model": "loading",
     "ModelSpec": "spec", "parse_model_spec": "spec",
 }
 __all__ = list(_EXPORTS)

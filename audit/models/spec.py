@@ -20,8 +20,6 @@ from pathlib import Path
 
 from audit.errors import ModelSpecError
 
-DEFAULT_MODEL = "smollm2-135m-instruct"
-
 
 @dataclass(frozen=True)
 class BundledModel:

@@ -49,6 +49,15 @@ def primary_method(methods: list[str]) -> str:
     return next(n for n in methods if not explainers.REGISTRY[n].descriptive)
 
 
+def configured(name: str, ig_options: dict[str, Any], seed: int):
+    """The method ``name`` with the run's parameters: IG's steps (``--ig-steps``, ``--ig-tolerance``) and, for a
+    method that samples (GradientSHAP, Shapley sampling, LIME, KernelSHAP), ``--seed``."""
+    params = dict(ig_options) if name == "ig" else {}
+    if explainers.REGISTRY[name].stochastic:
+        params["seed"] = seed
+    return explainers.get(name, **params)
+
+
 def select_explained(records: list[dict[str, Any]], max_counterfactuals: int) -> list[tuple[str, str]]:
     """Every scenario's baseline case, plus the counterfactual cases whose decision moved most.
 
@@ -80,7 +89,7 @@ def run_explainers(
     """Attributions of the primary method on the explained cases and of every method on the comparison cases;
     ``cache`` keeps each attribution and trust measurement."""
     primary = primary_method(methods)
-    instances = {n: explainers.get(n, **ig_options) if n == "ig" else explainers.get(n) for n in methods}
+    instances = {n: configured(n, ig_options, seed) for n in methods}
     explained = select_explained(records, EXPLAINED_COUNTERFACTUALS)
     comparison = [case_id for case_id, reason in explained if reason == "baseline applicant"]
     jobs = [(primary, case_id) for case_id, _ in explained]

@@ -57,7 +57,7 @@ import time
 from typing import Any
 
 import explainers
-from audit.stages.attribution import primary_method
+from audit.stages.attribution import configured, primary_method
 from audit.progress import Progress
 from audit.evidence.results_cache import NO_CACHE, ResultsCache
 
@@ -192,10 +192,9 @@ def _ensemble(methods: list[str], ig_options: dict[str, Any], seed: int) -> tupl
     first = primary_method(signed) if signed else None
     runs = []
     for name in sorted(signed, key=lambda n: n != first):
-        kwargs = ig_options if name == "ig" else {}
-        seeds = (seed, seed + 1) if explainers.REGISTRY[name].stochastic else (None,)
-        for run_seed in seeds:
-            explainer = explainers.get(name, **kwargs, **({} if run_seed is None else {"seed": run_seed}))
+        stochastic = explainers.REGISTRY[name].stochastic
+        for run_seed in (seed, seed + 1) if stochastic else (None,):
+            explainer = configured(name, ig_options, seed if run_seed is None else run_seed)
             runs.append({"method": name, "title": explainer.title, "seed": run_seed, "explainer": explainer})
     return runs, left_out
 
