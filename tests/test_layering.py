@@ -32,3 +32,19 @@ def test_the_command_line_starts_without_the_model_stack(args):
     assert found["code"] == 0, result.stderr
     loaded = [name for name in HEAVY if name in found["modules"]]
     assert not loaded, f"audit {' '.join(args)} imported {', '.join(loaded)}"
+
+
+def test_the_tool_revision_names_this_checkout_wherever_the_module_moved():
+    """The revision is read from the folder holding the three packages (audit/evidence/revision.py sits two
+    levels down): a git checkout gives its HEAD commit, a copy without git a digest of the package files."""
+    import hashlib
+
+    from audit.evidence.revision import files_digest, tool_revision
+
+    found = tool_revision()
+    if (ROOT / ".git").exists():
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+        assert found["kind"] == "git" and found["id"] == head.stdout.strip()
+    else:
+        assert found["kind"] == "files"
+    assert files_digest(ROOT) != hashlib.sha256(b"").hexdigest()

@@ -31,7 +31,7 @@ GIT_TIMEOUT_S = 5
 @functools.lru_cache(maxsize=1)
 def tool_revision() -> dict[str, Any]:
     """The running tool's source revision (module docstring)."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]  # audit/evidence/revision.py -> the folder holding audit/
     return _git_revision(root) or {"kind": "files", "id": files_digest(root), "dirty": None}
 
 

@@ -113,60 +113,100 @@ def _lazy_region(adapter, encoded) -> Callable[[], Region]:
     return functools.cache(lambda: Region.of(adapter, encoded))
 
 
+@dataclass
+class _FaithfulnessTally:
+    """The faithfulness measurements of the cases so far, per ordering (every method, random, leave-one-out)."""
+
+    methods: list[str]
+    curves: dict[str, dict[str, dict]]
+    taus: dict[str, list]
+    naopc: dict[str, dict[str, list]]
+    infidelity: dict[str, list]
+    forward_passes: int = 0
+
+    @classmethod
+    def of(cls, methods: list[str]) -> "_FaithfulnessTally":
+        orderings = [*methods, RANDOM]
+        curves: dict[str, dict[str, dict]] = {name: {} for name in [*orderings, LOO, LOO_REVERSED]}
+        return cls(methods, curves, {name: [] for name in methods},
+                   {name: {"comprehensiveness": [], "sufficiency": []} for name in curves},
+                   {name: [] for name in orderings})
+
+
 def _faithfulness(adapter, encoded, results, methods, case_ids, seed, plan, progress,
                   cache: ResultsCache = NO_CACHE) -> dict[str, Any]:
     started = time.perf_counter()
-    orderings = [*methods, RANDOM]
-    curves: dict[str, dict[str, dict]] = {name: {} for name in [*orderings, LOO, LOO_REVERSED]}
-    taus: dict[str, list] = {name: [] for name in methods}
-    naopc: dict[str, dict[str, list]] = {name: {"comprehensiveness": [], "sufficiency": []} for name in curves}
-    infidelity: dict[str, list] = {name: [] for name in orderings}
-    forward_passes = 0
+    tally = _FaithfulnessTally.of(methods)
     loo_ids = case_ids[: plan.loo_cases]
     for index, case_id in enumerate(case_ids):
-        case = encoded[case_id]
-        region = _lazy_region(adapter, case)
-        full_score = results[methods[0]][case_id]["score"]
-        sign = 1.0 if full_score > 0 else -1.0
-        n_words = len(encoded[case_id].words)
-        orders = {
-            name: word_order(results[name][case_id]["word_scores"], sign, signed=explainers.REGISTRY[name].signed)
-            for name in methods
-        }
-        orders[RANDOM] = [int(i) for i in np.random.default_rng(seed + index).permutation(n_words)]
-        word_maps = {name: results[name][case_id]["word_scores"] for name in methods}
-        word_maps[RANDOM] = np.random.default_rng(seed + index).standard_normal(n_words).tolist()
-        if case_id in loo_ids:
-            loo = cache.remember("leave-one-out", adapter, case, {"full_score": full_score}, stage=STAGE,
-                                 compute=lambda: leave_one_out(region(), full_score))
-            forward_passes += loo["forward_passes"]
-            orders[LOO] = word_order(loo["word_scores"], sign, signed=True)
-            orders[LOO_REVERSED] = reverse_order(orders[LOO])
-            for name in methods:
-                taus[name].append(tau_against(loo["word_scores"], word_maps[name], explainers.REGISTRY[name].signed))
-        for name, order in orders.items():
-            curves[name][case_id] = cache.remember(
-                "erasure-curves", adapter, case, {"order": order, "full_score": full_score}, stage=STAGE,
-                compute=lambda: erasure_curves(region(), order, full_score),
-            )
-            forward_passes += curves[name][case_id]["forward_passes"]
-        if case_id in loo_ids:
-            for key, sign_of_better in (("comprehensiveness", 1.0), ("sufficiency", -1.0)):
-                values = {n: sign_of_better * curves[n][case_id][f"aopc_{key}"] for n in orders}
-                worst, best = min(values.values()), max(values.values())
-                for name, value in values.items():
-                    naopc[name][key].append(normalised_aopc(value, worst, best))
-        infidelity_params = {"word_maps": word_maps, "full_score": full_score, "n_samples": plan.infidelity_samples,
-                             "erase_probability": plan.erase_probability, "seed": seed + index}
-        found = cache.remember(
-            "infidelity", adapter, case, infidelity_params, stage=STAGE,
-            compute=lambda: word_infidelity(region(), word_maps, full_score, n_samples=plan.infidelity_samples,
-                                            erase_probability=plan.erase_probability, seed=seed + index),
-        )
-        forward_passes += found["forward_passes"]
-        for name in orderings:
-            infidelity[name].append(found["methods"][name]["normalised"])
+        _faithfulness_of_case(tally, adapter, encoded[case_id], results, case_id, seed + index,
+                              case_id in loo_ids, plan, cache)
         progress.advance()
+    return {
+        **_faithfulness_definitions(plan),
+        "bins": list(BINS),
+        "case_ids": case_ids,
+        "loo_case_ids": loo_ids,
+        "methods": _faithfulness_summary(tally, case_ids, loo_ids, seed),
+        "forward_passes": tally.forward_passes,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def _faithfulness_of_case(tally: _FaithfulnessTally, adapter, case, results, case_id: str, case_seed: int,
+                          with_loo: bool, plan, cache: ResultsCache) -> None:
+    """Erasure curves of every ordering of one case's words, leave-one-out (the first ``plan.loo_cases`` cases)
+    with its Kendall tau against each method and the normalised AOPC, and captum infidelity."""
+    methods = tally.methods
+    region = _lazy_region(adapter, case)
+    full_score = results[methods[0]][case_id]["score"]
+    sign = 1.0 if full_score > 0 else -1.0
+    n_words = len(case.words)
+    orders = {
+        name: word_order(results[name][case_id]["word_scores"], sign, signed=explainers.REGISTRY[name].signed)
+        for name in methods
+    }
+    orders[RANDOM] = [int(i) for i in np.random.default_rng(case_seed).permutation(n_words)]
+    word_maps = {name: results[name][case_id]["word_scores"] for name in methods}
+    word_maps[RANDOM] = np.random.default_rng(case_seed).standard_normal(n_words).tolist()
+    if with_loo:
+        loo = cache.remember("leave-one-out", adapter, case, {"full_score": full_score}, stage=STAGE,
+                             compute=lambda: leave_one_out(region(), full_score))
+        tally.forward_passes += loo["forward_passes"]
+        orders[LOO] = word_order(loo["word_scores"], sign, signed=True)
+        orders[LOO_REVERSED] = reverse_order(orders[LOO])
+        for name in methods:
+            tally.taus[name].append(tau_against(loo["word_scores"], word_maps[name], explainers.REGISTRY[name].signed))
+    for name, order in orders.items():
+        tally.curves[name][case_id] = cache.remember(
+            "erasure-curves", adapter, case, {"order": order, "full_score": full_score}, stage=STAGE,
+            compute=lambda: erasure_curves(region(), order, full_score),
+        )
+        tally.forward_passes += tally.curves[name][case_id]["forward_passes"]
+    if with_loo:
+        for key, sign_of_better in (("comprehensiveness", 1.0), ("sufficiency", -1.0)):
+            values = {n: sign_of_better * tally.curves[n][case_id][f"aopc_{key}"] for n in orders}
+            worst, best = min(values.values()), max(values.values())
+            for name, value in values.items():
+                tally.naopc[name][key].append(normalised_aopc(value, worst, best))
+    infidelity_params = {"word_maps": word_maps, "full_score": full_score, "n_samples": plan.infidelity_samples,
+                         "erase_probability": plan.erase_probability, "seed": case_seed}
+    found = cache.remember(
+        "infidelity", adapter, case, infidelity_params, stage=STAGE,
+        compute=lambda: word_infidelity(region(), word_maps, full_score, n_samples=plan.infidelity_samples,
+                                        erase_probability=plan.erase_probability, seed=case_seed),
+    )
+    tally.forward_passes += found["forward_passes"]
+    for name in [*methods, RANDOM]:
+        tally.infidelity[name].append(found["methods"][name]["normalised"])
+
+
+def _faithfulness_summary(tally: _FaithfulnessTally, case_ids: list[str], loo_ids: list[str],
+                          seed: int) -> dict[str, Any]:
+    """Per ordering: mean AOPCs, normalised AOPCs and infidelity with 95 % CIs; per method, its paired gain over
+    the random ordering and its Kendall tau against leave-one-out."""
+    methods, curves = tally.methods, tally.curves
+    orderings = [*methods, RANDOM]
 
     def aopc(name: str, key: str, ids: list[str]) -> list[float]:
         return [curves[name][c][key] for c in ids]
@@ -177,12 +217,12 @@ def _faithfulness(adapter, encoded, results, methods, case_ids, seed, plan, prog
         entry = {
             "aopc_comprehensiveness": float(np.mean(aopc(name, "aopc_comprehensiveness", ids))) if ids else None,
             "aopc_sufficiency": float(np.mean(aopc(name, "aopc_sufficiency", ids))) if ids else None,
-            "naopc_comprehensiveness": _mean_ci(naopc[name]["comprehensiveness"], seed),
-            "naopc_sufficiency": _mean_ci(naopc[name]["sufficiency"], seed),
+            "naopc_comprehensiveness": _mean_ci(tally.naopc[name]["comprehensiveness"], seed),
+            "naopc_sufficiency": _mean_ci(tally.naopc[name]["sufficiency"], seed),
             "cases": {c: curves[name][c] for c in ids},
         }
         if name in orderings:
-            entry["infidelity"] = _mean_ci(infidelity[name], seed)
+            entry["infidelity"] = _mean_ci(tally.infidelity[name], seed)
         if name in methods:
             entry["gain_comprehensiveness"] = gain_over_random(
                 aopc(name, "aopc_comprehensiveness", case_ids), aopc(RANDOM, "aopc_comprehensiveness", case_ids),
@@ -192,8 +232,12 @@ def _faithfulness(adapter, encoded, results, methods, case_ids, seed, plan, prog
                 aopc(name, "aopc_sufficiency", case_ids), aopc(RANDOM, "aopc_sufficiency", case_ids),
                 higher_is_better=False, seed=seed,
             )
-            entry["loo_tau"] = _mean_ci(taus[name], seed)
+            entry["loo_tau"] = _mean_ci(tally.taus[name], seed)
         summary[name] = entry
+    return summary
+
+
+def _faithfulness_definitions(plan) -> dict[str, str]:
     return {
         "definition": "ERASER comprehensiveness d(s(x) - s(x without top k % words)) and sufficiency "
         "d(s(x) - s(top k % words alone)), d the sign of the decision, removed words replaced by the filler "
@@ -209,12 +253,6 @@ def _faithfulness(adapter, encoded, results, methods, case_ids, seed, plan, prog
         f"{plan.infidelity_samples} random erasures of words (each erased with p = {plan.erase_probability}), "
         "the same for every map, divided by the mean squared score drop: 0 = the map predicts every erasure's "
         "effect, 1 = it predicts nothing; random = Gaussian word scores",
-        "bins": list(BINS),
-        "case_ids": case_ids,
-        "loo_case_ids": loo_ids,
-        "methods": summary,
-        "forward_passes": forward_passes,
-        "seconds": time.perf_counter() - started,
     }
 
 
