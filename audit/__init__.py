@@ -6,11 +6,13 @@ layer over it.
 
 import os
 
-__version__ = "0.1.0"
-
 # No network at run time: huggingface_hub reads this when first imported, so it is set before anything imports
 # it. A hub id is audited from the local cache only (fetch it first with `huggingface-cli download`).
 os.environ["HF_HUB_OFFLINE"] = "1"
+
+from audit.evidence.revision import TOOL_VERSION as __version__  # noqa: E402
+
+__all__ = ["__version__", "run"]
 
 
 def run(**flags):

@@ -20,20 +20,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from audit import __version__
 from audit.controls.policy import Policy, evaluate, load_policy, verdict
 from audit.evidence.bundle import SCHEMA_VERSION, EvidenceBundle, utc_now
 from audit.evidence.environment import environment
 from audit.evidence.files import check_output_dir, check_output_file, write_atomically, write_outputs
 from audit.evidence.results_cache import ResultsCache, open_cache
-from audit.evidence.revision import tool_revision
+from audit.evidence.revision import TOOL_NAME, TOOL_VERSION, tool_revision
 from audit.models import load_model, make_adapter, parse_model_spec
 from audit.models.loading import check_runtime, check_weights
 from audit.models.spec import ModelSpec
 from audit.options import RunOptions
 from audit.progress import Progress, Stages, cache_counter
 from audit.regulations import clauses_for, load_catalog
-from audit.report.artifacts import ATTESTATION_FILE, RENDERED_FILES, audit_files
+from audit.report.folder import ATTESTATION_FILE, RENDERED_FILES
+from audit.report.artifacts import audit_files
 from audit.report.junit import JUNIT_FILE
 from audit.stages.attribution import parse_methods, run_explainers
 from audit.stages.bias_audit import DEFINITIONS as BIAS_AUDIT_DEFINITIONS
@@ -238,7 +238,7 @@ class Audit:
         clause_ids = [*plan.suite.clauses, *(c for control in controls for c in control["clauses"])]
         return EvidenceBundle(
             schema_version=SCHEMA_VERSION,
-            tool={"name": "oss-model-audit", "version": __version__, "revision": tool_revision()},
+            tool={"name": TOOL_NAME, "version": TOOL_VERSION, "revision": tool_revision()},
             run=self.run_record(started_at),
             model=self.loaded.fingerprint,
             suite=suite_summary(plan.suite, options.limit),

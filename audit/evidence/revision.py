@@ -22,6 +22,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+TOOL_NAME = "oss-model-audit"
+TOOL_VERSION = "0.1.0"  # pyproject.toml's version; ``audit.__version__``
 from audit.evidence.hashing import sha256_file
 
 PACKAGES = ("audit", "explainers", "report_templates")

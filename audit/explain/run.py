@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from jinja2 import TemplateError
 
-from audit import __version__
+from audit.evidence.revision import TOOL_NAME, TOOL_VERSION
 from audit.errors import AuditError, ModelSpecError
 from audit.evidence.files import check_output_dir, write_outputs
 from audit.evidence.environment import environment
@@ -101,7 +101,7 @@ def explain_answer(options: ExplainOptions) -> ExplainResult:
     record = {
         "schema_version": SCHEMA_VERSION,
         "kind": KIND,
-        "tool": {"name": "oss-model-audit", "version": __version__},
+        "tool": {"name": TOOL_NAME, "version": TOOL_VERSION},
         "run": _run_record(options, started_at, durations),
         "model": loaded.fingerprint,
         "prompt": {"text": text, "system": options.system, "rendered": rendered.text,

@@ -15,7 +15,7 @@ from typing import Any
 from audit.errors import AuditError
 from audit.evidence.bundle import BUNDLE_FILE
 from audit.evidence.manifest import read_manifest
-from audit.report.artifacts import ATTESTATION_FILE
+from audit.report.folder import ATTESTATION_FILE
 
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"

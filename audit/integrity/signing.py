@@ -27,7 +27,8 @@ from typing import Any
 
 from audit.integrity.attestation import PAYLOAD_TYPE, statement
 from audit.integrity.verify import verify_folder
-from audit.report.artifacts import ATTESTATION_FILE, audit_files
+from audit.report.folder import ATTESTATION_FILE
+from audit.report.artifacts import audit_files
 from audit.errors import AuditError
 from audit.evidence.bundle import read_bundle, utc_now
 from audit.evidence.files import write_atomically, write_outputs

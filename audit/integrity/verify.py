@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from audit.report.artifacts import ATTESTATION_FILE, RENDERED_FILES, REPORT_FILES, REPORT_PDF, recorded_artifacts
+from audit.report.folder import ATTESTATION_FILE, RENDERED_FILES, REPORT_FILES, REPORT_PDF, recorded_artifacts
 from audit.errors import AuditError, BundleError
 from audit.integrity.attestation import check_attestation, load_public_key
 from audit.evidence.bundle import BUNDLE_FILE, EvidenceBundle, read_bundle

@@ -20,7 +20,11 @@ free memory.
 
 Estimates can be wrong (another process takes memory, an unusual attention
 kernel), so a batch that runs out of memory is split in half and retried
-instead of failing the audit; every split is counted and the report shows it.
+instead of failing the audit (``BatchBudget.split_on_out_of_memory``); work
+that batches itself (captum's Integrated Gradients, a generated answer's
+gradient passes) is run again with half the rows per pass
+(``retry_with_fewer_rows``, the one retry loop of the package). Every split and
+retry is counted and the report shows it.
 """
 
 from __future__ import annotations
@@ -132,6 +136,25 @@ class BatchBudget:
         self.splits.append(f"{what}: a batch of {len(rows)} rows ran out of memory and was split in two")
         return torch.cat([self.split_on_out_of_memory(run, rows[:half], what),
                           self.split_on_out_of_memory(run, rows[half:], what)])
+
+
+def retry_with_fewer_rows(run: Callable[[int], T], rows: int, on_retry: Callable[[int], None]) -> tuple[T, int]:
+    """``run(rows)``; while it runs out of memory, ``on_retry(rows)`` and run again with half the rows.
+
+    Returns the result and the rows it ran with, so a caller working through many batches keeps the size that
+    fitted. Any other error is raised, and so is running out of memory with one row: there is nothing left to
+    halve. For work that is batched by its own loop (``rows`` per pass); a batch already built is split by
+    ``BatchBudget.split_on_out_of_memory`` instead.
+    """
+    while True:
+        try:
+            return run(rows), rows
+        except Exception as error:  # noqa: BLE001 - only out-of-memory errors are handled, the rest re-raised
+            if not is_out_of_memory(error) or rows == 1:
+                raise
+        _release_cached_memory()
+        on_retry(rows)
+        rows //= 2
 
 
 def is_out_of_memory(error: BaseException) -> bool:

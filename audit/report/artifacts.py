@@ -1,8 +1,8 @@
 """Every artifact rendered from an evidence bundle: the JUnit controls report, and the HTML and PDF report.
 
 One function, so ``audit run``, ``audit report``, ``audit sign`` and ``audit verify`` render the same files
-from the same bundle (DESIGN: every artifact is rendered from the bundle alone). The names here are the
-whole shape of an audit folder: ``audit verify`` refuses a manifest that lists any other file.
+from the same bundle (every artifact is rendered from the bundle alone). The folder's file names are
+``audit.report.folder``.
 """
 
 from __future__ import annotations
@@ -13,25 +13,8 @@ from pathlib import Path
 
 from audit.evidence.bundle import BUNDLE_FILE, EvidenceBundle, read_bundle
 from audit.evidence.files import write_outputs
+from audit.report.folder import artifact_names
 from audit.report.junit import JUNIT_FILE, render_junit
-
-REPORT_HTML = "report.html"
-REPORT_PDF = "report.pdf"
-REPORT_FILES = (REPORT_HTML, REPORT_PDF)
-ATTESTATION_FILE = "attestation.intoto.jsonl"  # written by `audit sign`, outside the manifest it attests
-RENDERED_FILES = (JUNIT_FILE, *REPORT_FILES)  # every file the manifest may list besides bundle.json
-
-
-def artifact_names(*, report: bool) -> list[str]:
-    """The rendered files of an audit folder, as ``run.artifacts`` records them."""
-    return [JUNIT_FILE, *(REPORT_FILES if report else ())]
-
-
-def recorded_artifacts(bundle: EvidenceBundle) -> list[str]:
-    """The files the audit folder of ``bundle`` must hold besides ``bundle.json``: ``run.artifacts`` (schema 1.5),
-    else what ``audit run`` always wrote before it was recorded (the JUnit file and the report)."""
-    recorded = bundle.run.get("artifacts")
-    return list(RENDERED_FILES) if recorded is None else list(recorded)
 
 
 def render_artifacts(bundle: EvidenceBundle, *, report: bool = True) -> dict[str, bytes]:

@@ -20,7 +20,7 @@ import jinja2
 import markupsafe
 from weasyprint.urls import URLFetcher
 
-from audit.report.artifacts import REPORT_HTML, REPORT_PDF
+from audit.report.folder import REPORT_HTML, REPORT_PDF
 from audit.errors import AuditError
 from audit.evidence.bundle import EvidenceBundle
 from audit.text_safety import visible
