@@ -7,7 +7,7 @@ without torch, and the built-in methods register themselves the first time the r
 from importlib import import_module
 
 BUILT_IN_MODULES = ("attention", "gradient", "perturbation")  # each registers its methods when imported
-__all__ = ["REGISTRY", "Attribution", "Explainer", "get", "register"]
+__all__ = ["REGISTRY", "Attribution", "Explainer", "available", "get", "register"]
 
 
 def __getattr__(name: str):

@@ -11,16 +11,14 @@ report labels this method descriptive and no control relies on it.
 
 from __future__ import annotations
 
-import time
-
 import torch
 
-from explainers.base import Attribution, make_attribution, register
+from explainers.base import Attribution, BaseExplainer, counted, make_attribution, register
 from explainers.region import Region
 
 
 @register
-class AttentionRollout:
+class AttentionRollout(BaseExplainer):
     name = "attention-rollout"
     title = "Attention rollout (descriptive)"
     descriptive = True
@@ -28,11 +26,11 @@ class AttentionRollout:
     stochastic = False
 
     def __init__(self, residual_weight: float = 0.5):
-        self.params = {"residual_weight": residual_weight}
+        self.residual_weight = residual_weight
 
+    @counted
     @torch.inference_mode()
     def explain(self, adapter, encoded, region: Region | None = None) -> Attribution:
-        started = time.perf_counter()
         model = adapter.model
         if region is None:
             inputs = {"input_ids": encoded.input_ids[None].to(adapter.device)}
@@ -45,7 +43,7 @@ class AttentionRollout:
             output = model(**inputs, output_attentions=True)
         finally:
             model.set_attn_implementation(previous)
-        weight = self.params["residual_weight"]
+        weight = self.residual_weight
         rollout = None
         for attention in output.attentions:
             mixed = attention[0].float().mean(0)
@@ -55,7 +53,4 @@ class AttentionRollout:
         query = adapter.read_out_position(encoded)
         start, end = encoded.region
         score = float(adapter.score(**inputs))
-        return make_attribution(
-            self.name, dict(self.params), encoded, rollout[query, start:end].tolist(),
-            score=score, forward_passes=2, seconds=time.perf_counter() - started,
-        )
+        return make_attribution(self.name, self.params, encoded, rollout[query, start:end].tolist(), score=score)

@@ -39,12 +39,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from audit.models.batching import is_out_of_memory
+from audit.models.batching import retry_with_fewer_rows
 from audit.models.prefix import PrefixCache
 
 METHODS = ("ig", "input-x-gradient")
@@ -199,7 +200,8 @@ def integrated_gradients(
 
     ``embeddings`` [n, d]: the sequence's input embeddings; ``targets`` [T]: token ids predicted at the last T
     positions; ``sources`` [S]: the attributed positions; ``reference`` [d]: the filler embedding of x' (None:
-    zero). The steps run ``rows_per_pass`` at a time; a pass that runs out of memory is retried with half.
+    zero). The steps run ``rows_per_pass`` at a time; a pass that runs out of memory is retried with half
+    (``audit.models.batching.retry_with_fewer_rows``).
     ``on_backward(rows)`` is called after every backward pass (progress).
     """
     started = time.perf_counter()
@@ -225,19 +227,17 @@ def _integrated_gradients(model, embeddings, targets, sources, reference, n_step
     delta = x - baseline
     alphas, weights = (torch.tensor(a, dtype=torch.float32, device=x.device) for a in gauss_legendre(n_steps))
     total = torch.zeros((len(targets), *x.shape), device=x.device)
+
+    def chunk(start: int, rows: int) -> tuple[torch.Tensor, int]:
+        """The weighted gradients of the steps ``start .. start + rows`` and how many steps that was."""
+        inputs = baseline + alphas[start:start + rows, None, None] * delta
+        return sequence.gradients(inputs, weights[start:start + rows], on_backward)[0], inputs.shape[0]
+
     done, rows = 0, rows_per_pass
     while done < n_steps:
-        step = slice(done, done + rows)
-        inputs = baseline + alphas[step, None, None] * delta
-        try:
-            total += sequence.gradients(inputs, weights[step], on_backward)[0]
-        except Exception as error:  # noqa: BLE001 - only out-of-memory errors are handled, the rest re-raised
-            if not is_out_of_memory(error) or rows == 1:
-                raise
-            meter.retry()
-            rows //= 2
-            continue
-        done += inputs.shape[0]
+        (gradients, ran), rows = retry_with_fewer_rows(partial(chunk, done), rows, lambda rows: meter.retry())
+        total += gradients
+        done += ran
     matrix = (total * delta).sum(-1)[:, sequence.sources]
     meter.purpose = "endpoints"
     with torch.no_grad():

@@ -22,24 +22,25 @@ per token (for Saliency, whose map is unsigned, the absolute gradients are).
 - GradientSHAP (Lundberg & Lee 2017, captum): the expected gradient over
   references drawn from {filler reference, zero}, each blended with the
   input at a random point, an approximation of SHAP values; seeded.
+
+Every method also scores the input and the reference (one batch of two rows), and a causal model's prompt
+prefix runs once (``explainers.region``); the cost counts these passes too (``explainers.base.counted``).
 """
 
 from __future__ import annotations
 
-import time
-
 import torch
 from captum.attr import GradientShap, InputXGradient, IntegratedGradients, Saliency
 
-from explainers.base import Attribution, make_attribution, register, seeded
-from audit.models.batching import is_out_of_memory
+from explainers.base import Attribution, BaseExplainer, counted, make_attribution, register, seeded
+from audit.models.batching import retry_with_fewer_rows
 from explainers.region import Region
 
 MIN_SCORE_DIFFERENCE = 1e-3  # |F(x) - F(x')| below this: the relative gap is taken against it
 
 
 @register
-class LayerIntegratedGradients:
+class LayerIntegratedGradients(BaseExplainer):
     name = "ig"
     title = "Integrated Gradients on input embeddings"
     descriptive = False
@@ -48,16 +49,21 @@ class LayerIntegratedGradients:
 
     def __init__(self, n_steps: int = 32, method: str = "gausslegendre", tolerance: float | None = None,
                  max_steps: int = 256):
-        self.params = {"n_steps": n_steps, "method": method}
-        if tolerance is not None:
-            self.params.update(tolerance=tolerance, max_steps=max_steps)
         self.n_steps = n_steps
         self.method = method
         self.tolerance = tolerance
         self.max_steps = max_steps
 
+    @property
+    def params(self) -> dict:
+        """The rule; the tolerance and the step budget only in adaptive mode, where they apply."""
+        params = {"n_steps": self.n_steps, "method": self.method}
+        if self.tolerance is not None:
+            params.update(tolerance=self.tolerance, max_steps=self.max_steps)
+        return params
+
+    @counted
     def explain(self, adapter, encoded, region: Region | None = None) -> Attribution:
-        started = time.perf_counter()
         region = region if region is not None else Region.of(adapter, encoded)
         score, reference_score = region.scores_of_input_and_reference()
         difference = max(abs(score - reference_score), MIN_SCORE_DIFFERENCE)
@@ -81,30 +87,28 @@ class LayerIntegratedGradients:
             score=score,
             reference_score=reference_score,
             convergence_delta=gap,
-            forward_passes=sum(t["n_steps"] + 2 for t in tried) + 2,
-            seconds=time.perf_counter() - started,
             extra=extra,
         )
 
     def _integrate(self, region: Region, steps: int):
         """captum's IG over the region, its steps batched by the gradient budget; halved on out-of-memory."""
-        rows = region.rows_per_batch
-        while True:
-            try:
-                return IntegratedGradients(region.forward).attribute(
-                    region.region, baselines=region.reference, n_steps=steps, method=self.method,
-                    internal_batch_size=rows, return_convergence_delta=True,
-                )
-            except Exception as error:  # noqa: BLE001 - only out-of-memory errors are handled, the rest re-raised
-                if not is_out_of_memory(error) or rows == 1:
-                    raise
+
+        def integrate(rows: int):
+            return IntegratedGradients(region.forward).attribute(
+                region.region, baselines=region.reference, n_steps=steps, method=self.method,
+                internal_batch_size=rows, return_convergence_delta=True,
+            )
+
+        def note(rows: int) -> None:
             region.adapter.budget.splits.append(
                 f"integrated gradients: {rows} steps per batch ran out of memory; retried with {rows // 2}")
-            rows //= 2
+
+        return retry_with_fewer_rows(integrate, region.rows_per_batch, note)[0]
 
 
-class _SingleGradient:
-    """Saliency and Input x Gradient: one forward and one backward pass."""
+class _SingleGradient(BaseExplainer):
+    """Saliency and Input x Gradient: one forward and one backward pass for the gradient, then the scores of the
+    input and the reference (one batch of two rows); no parameters."""
 
     name = ""
     title = ""
@@ -114,20 +118,19 @@ class _SingleGradient:
     captum_class = None
     reduction = ""
 
-    def __init__(self):
-        self.params = {"reduction": self.reduction}
+    @property
+    def params(self) -> dict:
+        """How the vector gradient becomes one score per token (the method has no parameters to record)."""
+        return {"reduction": self.reduction}
 
+    @counted
     def explain(self, adapter, encoded, region: Region | None = None) -> Attribution:
-        started = time.perf_counter()
         region = region if region is not None else Region.of(adapter, encoded)
         method = self.captum_class(region.forward)
         kwargs = {"abs": True} if self.captum_class is Saliency else {}
         attributions = method.attribute(region.region.clone().requires_grad_(), **kwargs)
         score, _ = region.scores_of_input_and_reference()
-        return make_attribution(
-            self.name, dict(self.params), encoded, attributions.sum(-1)[0].tolist(),
-            score=score, forward_passes=1, seconds=time.perf_counter() - started,
-        )
+        return make_attribution(self.name, self.params, encoded, attributions.sum(-1)[0].tolist(), score=score)
 
 
 @register
@@ -148,7 +151,7 @@ class InputTimesGradient(_SingleGradient):
 
 
 @register
-class GradientSHAP:
+class GradientSHAP(BaseExplainer):
     name = "gradient-shap"
     title = "GradientSHAP (expected gradients)"
     descriptive = False
@@ -156,18 +159,20 @@ class GradientSHAP:
     stochastic = True
 
     def __init__(self, n_samples: int = 8, stdevs: float = 0.0, seed: int = 0):
-        self.params = {"n_samples": n_samples, "stdevs": stdevs, "seed": seed}
+        self.n_samples = n_samples
+        self.stdevs = stdevs
+        self.seed = seed
 
+    @counted
     def explain(self, adapter, encoded, region: Region | None = None) -> Attribution:
-        started = time.perf_counter()
         region = region if region is not None else Region.of(adapter, encoded)
         references = torch.cat([region.reference, torch.zeros_like(region.reference)])
-        n_samples, per_pass = self.params["n_samples"], region.rows_per_batch
-        with seeded(self.params["seed"]):  # expected gradients are a mean over samples: taken in passes that fit
+        n_samples, per_pass = self.n_samples, region.rows_per_batch
+        with seeded(self.seed):  # expected gradients are a mean over samples: taken in passes that fit
             attributions = sum(
                 GradientShap(region.forward).attribute(
                     region.region, baselines=references, n_samples=min(per_pass, n_samples - done),
-                    stdevs=self.params["stdevs"],
+                    stdevs=self.stdevs,
                 ) * min(per_pass, n_samples - done)
                 for done in range(0, n_samples, per_pass)
             ) / n_samples
@@ -178,6 +183,4 @@ class GradientSHAP:
             encoded,
             attributions.sum(-1)[0].tolist(),
             score=score,
-            forward_passes=self.params["n_samples"] + 2,
-            seconds=time.perf_counter() - started,
         )

@@ -16,11 +16,14 @@ tokens, so token scores sum to word and slot scores.
 - Partition SHAP (shap's PartitionExplainer; Owen values): Shapley values
   along a hierarchy of features. The hierarchy respects our spans: words
   merge within a slot first, then with their neighbours, in text order.
+
+The cost counts every pass that ran (``explainers.base.counted``): the library's own evaluations (captum scores
+the unperturbed input or the reference first), the scores of the input and the reference, and for a causal
+model the prompt prefix and the case text and the reference run into caches of their own
+(``explainers.region``).
 """
 
 from __future__ import annotations
-
-import time
 
 import numpy as np
 import shap
@@ -30,11 +33,11 @@ from captum.attr import FeatureAblation, KernelShap, Lime, ShapleyValueSampling
 from captum.attr._core.lime import get_exp_kernel_similarity_function
 from scipy.cluster.hierarchy import linkage
 
-from explainers.base import Attribution, make_attribution, register, seeded
+from explainers.base import Attribution, BaseExplainer, counted, make_attribution, register, seeded
 from explainers.region import UNITS, Region
 
 
-class _Perturbation:
+class _Perturbation(BaseExplainer):
     """Shared run: build features, call ``_attribute``, spread feature scores over tokens."""
 
     name = ""
@@ -43,17 +46,24 @@ class _Perturbation:
     signed = True
     stochastic = False  # True where the scores depend on the seed (sampled coalitions or neighbours)
 
-    def __init__(self, unit: str = "slot", seed: int = 0, **params):
+    def __init__(self, unit: str = "slot", seed: int = 0):
         if unit not in UNITS:
             raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
-        self.params = {"unit": unit, "seed": seed, **params}
+        self.unit = unit
+        self.seed = seed
 
+    @property
+    def params(self) -> dict:
+        """The unit and the seed, then the method's own parameters (the order the bundle has always had)."""
+        own = self.get_params()
+        return {"unit": own.pop("unit"), "seed": own.pop("seed"), **own}
+
+    @counted
     def explain(self, adapter, encoded, region: Region | None = None) -> Attribution:
-        started = time.perf_counter()
         region = region if region is not None else Region.of(adapter, encoded)
-        mask, groups = region.features(self.params["unit"])
-        with seeded(self.params["seed"]), torch.inference_mode():
-            feature_scores, evaluations = self._attribute(region, mask, len(groups))
+        mask, groups = region.features(self.unit)
+        with seeded(self.seed), torch.inference_mode():
+            feature_scores = self._attribute(region, mask, len(groups))
         score, reference_score = region.scores_of_input_and_reference()
         return make_attribution(
             self.name,
@@ -62,11 +72,9 @@ class _Perturbation:
             region.spread(feature_scores, groups),
             score=score,
             reference_score=reference_score,
-            forward_passes=evaluations + 2,
-            seconds=time.perf_counter() - started,
         )
 
-    def _attribute(self, region: Region, mask: torch.Tensor, n_features: int) -> tuple[list[float], int]:
+    def _attribute(self, region: Region, mask: torch.Tensor, n_features: int) -> list[float]:
         raise NotImplementedError
 
 
@@ -87,7 +95,7 @@ class WordAblation(_Perturbation):
             region.region, baselines=region.reference, feature_mask=mask,
             perturbations_per_eval=region.rows_per_batch,
         )
-        return _per_feature(result, mask, n_features), n_features
+        return _per_feature(result, mask, n_features)
 
 
 class _Sampled(_Perturbation):
@@ -96,20 +104,18 @@ class _Sampled(_Perturbation):
     stochastic = True
 
     def __init__(self, unit: str = "slot", n_samples: int = 64, seed: int = 0):
-        super().__init__(unit=unit, seed=seed, n_samples=n_samples)
+        super().__init__(unit=unit, seed=seed)
+        self.n_samples = n_samples
 
     def _explainer(self, forward):
         raise NotImplementedError
 
-    def _evaluations(self, n_features: int) -> int:
-        return self.params["n_samples"]
-
     def _attribute(self, region, mask, n_features):
         result = self._explainer(region.forward).attribute(
-            region.region, baselines=region.reference, feature_mask=mask, n_samples=self.params["n_samples"],
+            region.region, baselines=region.reference, feature_mask=mask, n_samples=self.n_samples,
             perturbations_per_eval=region.rows_per_batch,
         )
-        return _per_feature(result, mask, n_features), self._evaluations(n_features)
+        return _per_feature(result, mask, n_features)
 
 
 @register
@@ -122,9 +128,6 @@ class ShapleySampling(_Sampled):
 
     def _explainer(self, forward):
         return ShapleyValueSampling(forward)
-
-    def _evaluations(self, n_features: int) -> int:
-        return self.params["n_samples"] * (n_features + 1)
 
 
 @register
@@ -176,27 +179,25 @@ class PartitionSHAP(_Perturbation):
     title = "Partition SHAP (Owen values over the slot hierarchy)"
 
     def __init__(self, unit: str = "slot", max_evals: int = 128, seed: int = 0):
-        super().__init__(unit=unit, seed=seed, max_evals=max_evals)
+        super().__init__(unit=unit, seed=seed)
+        self.max_evals = max_evals
 
     def _attribute(self, region, mask, n_features):
-        _, groups = region.features(self.params["unit"])
+        _, groups = region.features(self.unit)
         slots = [region.encoded.words[g[0]].slot for g in groups]
         flat_mask = mask[0, :, 0]
-        evaluations = 0
 
         def model(keep: np.ndarray) -> np.ndarray:
-            nonlocal evaluations
             keep_tokens = torch.as_tensor(keep, dtype=torch.bool, device=flat_mask.device)[:, flat_mask]
             scores = []
             for rows in torch.split(keep_tokens, region.rows_per_batch):
                 blended = torch.where(rows[:, :, None], region.region, region.reference)
                 scores.append(region.forward(blended))
-            evaluations += len(keep)
             return torch.cat(scores).cpu().numpy()
 
         explainer = shap.PartitionExplainer(model, SpanMasker(slots))
         explanation = explainer(
-            np.ones((1, n_features)), max_evals=max(self.params["max_evals"], 2 * n_features + 1),
+            np.ones((1, n_features)), max_evals=max(self.max_evals, 2 * n_features + 1),
             batch_size=region.rows_per_batch, silent=True,
         )
-        return [float(v) for v in explanation.values[0]], evaluations
+        return [float(v) for v in explanation.values[0]]

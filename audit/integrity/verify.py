@@ -163,8 +163,16 @@ def _check_shape(folder: Path, manifest: dict[str, str], bundle: EvidenceBundle,
 def _check_controls(bundle: EvidenceBundle, result: Verification) -> None:
     """Re-derive every control and the verdict from the bundle's evidence under the bundle's own policy."""
     from audit.controls.policy import evaluate, parse_policy, verdict_from, verdict_of_schema
+    from audit.controls.registry import CONTROL_ENTRY_POINTS, registered_controls
 
     recorded = {key: value for key, value in bundle.policy.items() if key not in ("source", "sha256")}
+    named = recorded.get("controls") if isinstance(recorded.get("controls"), dict) else {}
+    missing = [cid for cid in named if isinstance(cid, str) and cid not in registered_controls()
+               and cid in {c.get("id") for c in bundle.controls if isinstance(c, dict)}]
+    if missing:  # a third party's control: not tampering, but not checkable without its code
+        raise BundleError(f"{BUNDLE_FILE}: its policy judges control {missing[0]!r}, which is not installed here; "
+                          "install the distribution that provides it (entry-point group "
+                          f"{CONTROL_ENTRY_POINTS}) to re-derive its controls")
     try:
         policy = parse_policy(recorded, label=f"{BUNDLE_FILE}: policy")
         evidence = {"fairness": bundle.fairness, "attributions": bundle.attributions,

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 import explainers
+from explainers.base import EntryPointError
 from audit.errors import AuditError
 from audit.options import DEFAULT_METHODS
 from audit.progress import Progress
@@ -30,13 +31,18 @@ EXPLAINED_COUNTERFACTUALS = 4
 
 
 def parse_methods(text: str | None) -> list[str]:
-    """``"ig,lime"`` -> ["ig", "lime"]; unknown names and descriptive-only sets are bad input."""
+    """``"ig,lime"`` -> ["ig", "lime"]; unknown names and descriptive-only sets are bad input, and so is an
+    installed method (entry-point group ``oss_model_audit.explainers``) that cannot be used."""
+    try:
+        available = explainers.available()
+    except EntryPointError as exc:
+        raise AuditError(str(exc)) from None
     if text is None:
         return list(DEFAULT_METHODS)
     names = list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
-    unknown = [n for n in names if n not in explainers.REGISTRY]
+    unknown = [n for n in names if n not in available]
     if unknown or not names:
-        known = ", ".join(sorted(explainers.REGISTRY))
+        known = ", ".join(available)
         raise AuditError(f"--methods: unknown method {unknown[0] if unknown else text!r} (known: {known})")
     if all(explainers.REGISTRY[n].descriptive for n in names):
         raise AuditError(f"--methods: {', '.join(names)} is descriptive only; add an explanatory method such as ig")
