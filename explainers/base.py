@@ -141,7 +141,8 @@ def seed_everything(seed: int) -> None:
 
 @contextlib.contextmanager
 def seeded(seed: int) -> Iterator[None]:
-    """Seed every generator (``seed_everything``) for one method call, then restore their state."""
+    """Seed every generator (``seed_everything``) for one method call, then restore the CPU generators' state
+    (Python's, numpy's, torch's; a CUDA generator stays seeded)."""
     states = random.getstate(), np.random.get_state(), torch.random.get_rng_state()
     seed_everything(seed)
     try:

@@ -184,6 +184,43 @@ def check_convergence_delta(explainer, adapter, encoded) -> None:
     assert math.isfinite(delta) and delta >= 0, f"convergence_delta is {delta}; a gap is finite and >= 0"
 
 
+def check_score_matches_the_adapter(explainer, adapter, encoded) -> None:
+    """The attribution's ``score`` is the adapter's decision score of the case: the controls set attributions
+    against the decision they explain, so a method must not explain another number."""
+    import torch
+
+    with torch.no_grad():
+        expected = float(adapter.score(input_ids=encoded.input_ids[None].to(adapter.device)))
+    score = explainer.explain(adapter, encoded).score
+    assert math.isclose(score, expected, rel_tol=1e-4, abs_tol=1e-4), (
+        f"score {score} is not the adapter's decision score {expected} of the case")
+
+
+def check_explains_the_region_given(explainer, adapter, encoded) -> None:
+    """Given the case's own region (``explainers.region.Region``) the method gives the map it gives without one,
+    and given a nudged region it explains that one (its score moves): the trust stage's robustness checks hand
+    methods perturbed regions, and a method that ignored them would look perfectly stable."""
+    import torch
+
+    from explainers.region import Region
+
+    region = Region.of(adapter, encoded)
+    with seeded(0):
+        plain = explainer.explain(adapter, encoded)
+    with seeded(0):
+        given = explainer.explain(adapter, encoded, region)
+    moved = [i for i, (a, b) in enumerate(zip(plain.token_scores, given.token_scores))
+             if not math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-5)]
+    assert not moved, f"token scores at {moved} differ when the case's own region is given"
+    generator = torch.Generator().manual_seed(0)
+    noise = torch.randn(region.region.shape, generator=generator).to(region.region)
+    nudged = region.with_region(region.region + 0.5 * region.region.std() * noise)
+    with seeded(0):
+        changed = explainer.explain(adapter, encoded, nudged)
+    assert not math.isclose(changed.score, plain.score, rel_tol=0, abs_tol=1e-6), (
+        "the score did not move with a nudged region: explain(adapter, encoded, region) must read the region")
+
+
 CHECKS: tuple[Check, ...] = (
     check_protocol_attributes,
     check_get_params,
@@ -194,6 +231,8 @@ CHECKS: tuple[Check, ...] = (
     check_seed_declared,
     check_cost_recorded,
     check_convergence_delta,
+    check_score_matches_the_adapter,
+    check_explains_the_region_given,
 )
 
 

@@ -130,3 +130,13 @@ def test_a_third_party_control_registered_by_entry_point_is_judged(tmp_path, mon
 def _evaluate_only(policy, cid, evidence):
     """The one control ``cid`` of ``policy`` judged on ``evidence``."""
     return evaluate(replace(policy, controls={cid: policy.controls[cid]}), evidence, {})
+
+
+def test_a_policy_that_extends_records_the_hash_of_its_base_too():
+    """An edit of default.yaml changes every policy that extends it, so their recorded sha256 covers it."""
+    import hashlib
+
+    folder = Path(registry.__file__).parents[1] / "policies"
+    child, base = (folder / "tenant-screening.yaml").read_bytes(), (folder / "default.yaml").read_bytes()
+    assert load_policy(None, suite_id="tenant-screening").sha256 == hashlib.sha256(child + base).hexdigest()
+    assert load_policy(None).sha256 == hashlib.sha256(base).hexdigest()

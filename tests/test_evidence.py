@@ -82,3 +82,24 @@ def test_a_count_written_as_a_float_is_refused_with_its_field(unrendered, tmp_pa
     (tmp_path / "bundle.json").write_text(json.dumps(data))
     with pytest.raises(BundleError, match=r"cases\[0\]\.n_tokens: must be integer, got number"):
         read_bundle(tmp_path)
+
+
+def test_an_atomic_write_gives_the_mode_asked_for_else_the_umasks(tmp_path):
+    """The results cache asks for 0600 (its entries hold case text: with --rows, the bank's own applications),
+    as the signing key does; an artifact gets 0666 less the umask, as any file the user writes."""
+    import stat
+
+    from audit.evidence.files import replace_atomically
+
+    replace_atomically(tmp_path / "entry.json", b"{}", mode=0o600, durable=False)
+    replace_atomically(tmp_path / "report.html", b"<html></html>")
+    assert stat.S_IMODE((tmp_path / "entry.json").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "report.html").stat().st_mode) == 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -21,6 +21,7 @@ TOY_MODULE = '''
 
 from audit.controls.base import ControlDefinition, Measurement
 from explainers.base import BaseExplainer, counted, make_attribution
+from explainers.region import Region
 
 
 class EqualShares(BaseExplainer):
@@ -39,7 +40,8 @@ class EqualShares(BaseExplainer):
     @counted
     def explain(self, adapter, encoded, region=None):
         start, end = encoded.region
-        score = float(adapter.score(input_ids=encoded.input_ids[None].to(adapter.device)))
+        region = region or Region.of(adapter, encoded)  # a perturbed region is read
+        score = float(region.forward(region.region)[0])
         share = self.share_of_score * score / (end - start)
         return make_attribution(self.name, self.params, encoded, [share] * (end - start), score=score)
 

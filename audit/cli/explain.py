@@ -1,4 +1,4 @@
-"""``audit explain``: answer a prompt and attribute every answer token (``audit.explain.run.explain``)."""
+"""``audit explain``: answer a prompt and attribute every answer token (``audit.explain.run.explain_answer``)."""
 
 from __future__ import annotations
 

@@ -21,13 +21,13 @@ def verify(folder, model, pubkey, allow_pickle, trust_remote_code):
     """
     from audit.integrity.verify import ModelFingerprint, verify_folder
 
-    fingerprint = None
-    if model is not None:
+    def fingerprint() -> ModelFingerprint:
         from audit.models.loading import fingerprint_of
 
         found = fingerprint_of(model, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
-        fingerprint = ModelFingerprint(spec=model, fingerprint=found)
-    result = verify_folder(folder, model=fingerprint, public_key=pubkey)
+        return ModelFingerprint(spec=model, fingerprint=found)
+
+    result = verify_folder(folder, model=None if model is None else fingerprint, public_key=pubkey)
     for line in result.passed:
         click.echo(f"ok       {line}")
     for line in result.problems:

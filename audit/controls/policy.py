@@ -97,17 +97,33 @@ def load_policy(path: str | None = None, suite_id: str | None = None) -> Policy:
             raise PolicyError(f"--policy: file {path!r} does not exist")
         label, data, origin = file.name, strict_yaml.read_bytes(file, file.name, PolicyError), str(path)
     raw = strict_yaml.load(strict_yaml.decode(data, label, PolicyError), label, PolicyError)
-    return parse_policy(raw, label=label, source=origin, sha256=hashlib.sha256(data).hexdigest())
+    digest = hashlib.sha256(data)
+    for base in _extended_files(raw):  # an edit of a base changes every policy that extends it
+        digest.update(base)
+    return parse_policy(raw, label=label, source=origin, sha256=digest.hexdigest())
+
+
+def _extended_files(raw: Any) -> list[bytes]:
+    """The bytes of the bundled policies ``raw`` extends, nearest first (a name that is not one is left to
+    ``resolve_extends`` to refuse)."""
+    found: list[bytes] = []
+    seen: set[str] = set()
+    while isinstance(raw, dict) and raw.get("extends") in bundled_policy_names() and raw["extends"] not in seen:
+        seen.add(raw["extends"])
+        label, raw, data = _bundled_raw(raw["extends"])
+        found.append(data)
+    return found
 
 
 FIELDS = {"id", "title", "description", "extends", "controls", "fail_on_inconclusive", "jurisdiction",
           "min_group_cases"}
 
 
-def _bundled_raw(name: str) -> tuple[str, Any]:
+def _bundled_raw(name: str) -> tuple[str, Any, bytes]:
+    """(label, mapping, bytes) of the bundled policy ``name``."""
     label = f"{name}.yaml (bundled)"
     data = (resources.files("audit.policies") / f"{name}.yaml").read_bytes()
-    return label, strict_yaml.load(strict_yaml.decode(data, label, PolicyError), label, PolicyError)
+    return label, strict_yaml.load(strict_yaml.decode(data, label, PolicyError), label, PolicyError), data
 
 
 def resolve_extends(raw: Any, label: str, seen: tuple[str, ...] = ()) -> Any:
@@ -125,7 +141,7 @@ def resolve_extends(raw: Any, label: str, seen: tuple[str, ...] = ()) -> Any:
         raise PolicyError(f"{label}: extends: must name a bundled policy ({', '.join(names)}), got {base_name!r}")
     if base_name in seen:
         raise PolicyError(f"{label}: extends: {' -> '.join((*seen, base_name))} is a circle")
-    base_label, base = _bundled_raw(base_name)
+    base_label, base, _ = _bundled_raw(base_name)
     base = resolve_extends(base, base_label, (*seen, base_name))
     own = {key: value for key, value in raw.items() if key != "extends"}
     inherited = {key: value for key, value in base.items() if key not in ("id", "title", "description")}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from audit.controls.answer_reliability import MASS_FLOOR
 from audit.controls.base import ControlDefinition, Measurement, register_control
 from audit.wording import plural
 
@@ -19,7 +18,7 @@ def measure_format_stability(evidence: dict, params: dict) -> list[Measurement]:
             f"{plural(n, 'baseline case' if robustness['mode'] == 'baselines' else 'case')} x "
             f"{len(robustness['formats'])} formats", changed / n, robustness["decision_change_ci"],
             f"{changed} of {plural(n, 'case')} change decision between {robustness['reference']} and {names} (readings "
-            f"with answer mass below {robustness.get('mass_floor', MASS_FLOOR.default)} not counted)",
+            f"with answer mass below {robustness.get('mass_floor', 0.5)} not counted)",
         )
     ]
 

@@ -12,30 +12,23 @@ The built-in modules register themselves when imported, in the order of the defa
 from __future__ import annotations
 
 import functools
-from importlib import import_module
 from importlib.metadata import entry_points
 
+from audit.controls import (  # each registers its control when imported
+    counterfactual_shift, impact_ratio, decision_flip_rate, protected_attribution_share, answer_reliability,
+    attribution_completeness, attribution_faithfulness, adverse_action_reasons, protected_span_mediation,
+    protected_readout_encoding, prompt_format_stability,
+)
 from audit.controls.base import CONTROLS, ControlDefinition, register_control
 from audit.errors import AuditError
 
-BUILT_IN = (
-    "counterfactual_shift",
-    "impact_ratio",
-    "decision_flip_rate",
-    "protected_attribution_share",
-    "answer_reliability",
-    "attribution_completeness",
-    "attribution_faithfulness",
-    "adverse_action_reasons",
-    "protected_span_mediation",
-    "protected_readout_encoding",
-    "prompt_format_stability",
+BUILT_IN = (  # the built-in controls' modules, in the order they register (that of the default policy)
+    counterfactual_shift, impact_ratio, decision_flip_rate, protected_attribution_share, answer_reliability,
+    attribution_completeness, attribution_faithfulness, adverse_action_reasons, protected_span_mediation,
+    protected_readout_encoding, prompt_format_stability,
 )
-for _module in BUILT_IN:
-    import_module(f"audit.controls.{_module}")
 
 CONTROL_ENTRY_POINTS = "oss_model_audit.controls"  # a third party's control: name = ControlDefinition (module:attr)
-
 
 
 @functools.cache
@@ -49,16 +42,11 @@ def _load_entry_points() -> None:
         register_control(definition, origin=origin)
 
 
-
 def registered_controls() -> dict[str, ControlDefinition]:
     """Every control a policy may name: the built-in ones and those installed through the entry-point group
     ``oss_model_audit.controls`` (each a ``ControlDefinition``; loaded the first time this is called)."""
     _load_entry_points()
     return CONTROLS
-
-
-
-
 
 
 def range_in_words(low: float | None, high: float | None) -> str:

@@ -49,18 +49,20 @@ def _probe_writable(folder: Path, flag: str) -> None:
         raise AuditError(f"{flag}: folder {folder} is not writable ({exc.strerror or exc})") from None
 
 
-def replace_atomically(path: Path, data: bytes, mode: int | None = None) -> None:
+def replace_atomically(path: Path, data: bytes, mode: int | None = None, durable: bool = True) -> None:
     """Write ``path`` through a uniquely named temporary sibling, flushed to disk, then ``os.replace`` it over
     ``path``: readers see the old file or the new one, never part of it, and concurrent writers of one path
-    never share a temporary file. ``mode``: the permission bits of a new file (0600 for a private key).
+    never share a temporary file. ``mode``: the permission bits of a new file (0600 for a private key; default
+    0666 less the umask). ``durable=False`` skips the flush to disk (a cache entry, recomputed if lost).
     Raises ``OSError``; ``write_atomically`` turns it into a message for the user."""
     descriptor, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:16]}-", suffix=".tmp")
     try:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(partial, 0o666 & ~_umask() if mode is None else mode)
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.chmod(partial, 0o666 & ~UMASK if mode is None else mode)
         os.replace(partial, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -73,6 +75,9 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+UMASK = _umask()  # read once, at import, before any other thread can be creating files
 
 
 def write_atomically(path: Path, data: bytes, mode: int | None = None) -> None:

@@ -45,7 +45,7 @@ from audit.evidence.hashing import sha256_text
 from audit.options import default_cache_dir
 from audit.progress import note
 
-CACHE_FORMAT = 1  # bump when a change of code alters a cached result
+CACHE_FORMAT = 2  # 2: forward passes counted by a hook; bump when a change of code alters a cached result
 RESULTS_CACHE_ENV = "OSS_MODEL_AUDIT_RESULTS_CACHE"
 
 
@@ -144,7 +144,7 @@ class ResultsCache:
         try:
             path = self._path(adapter, key)
             path.parent.mkdir(parents=True, exist_ok=True)
-            replace_atomically(path, text.encode("utf-8"))
+            replace_atomically(path, text.encode("utf-8"), mode=0o600, durable=False)  # case text: owner only
         except OSError as why:
             self._give_up(why)
         return Entry(json.loads(text)["value"], arrays or {})

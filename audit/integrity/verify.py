@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from audit.report.folder import ATTESTATION_FILE, RENDERED_FILES, REPORT_FILES, REPORT_PDF, recorded_artifacts
 from audit.errors import AuditError, BundleError
@@ -67,12 +67,13 @@ class Verification:
 def verify_folder(
     folder: str | Path,
     *,
-    model: ModelFingerprint | None = None,
+    model: Callable[[], ModelFingerprint] | None = None,
     public_key: str | Path | None = None,
 ) -> Verification:
-    """Run every check on ``folder``; ``model``: the fingerprint of the model to compare with the audited one
-    (``audit.models.loading.fingerprint_of``: verification itself never loads a model), ``public_key``: the
-    Ed25519 key (PEM) the attestation's signature must verify with."""
+    """Run every check on ``folder``; ``model``: gives the fingerprint of the model to compare with the audited
+    one, called after the folder's own checks (the caller loads the model, with ``audit.models.loading.
+    fingerprint_of``: verification itself never imports a model), ``public_key``: the Ed25519 key (PEM) the
+    attestation's signature must verify with."""
     folder = Path(folder)
     key = load_public_key(Path(public_key)) if public_key is not None else None
     manifest = read_manifest(folder)
@@ -94,7 +95,7 @@ def verify_folder(
     _check_controls(bundle, result)
     _check_rendering(folder, bundle, manifest, digests, result)
     if model is not None:
-        _check_model(bundle, model, result)
+        _check_model(bundle, model(), result)
     if key is not None or (bundle.signoff is not None and (folder / ATTESTATION_FILE).is_file()):
         problems = check_attestation(folder, key, None if key is None else str(public_key), digests, bundle)
         result.problems += problems

@@ -4,17 +4,18 @@ The names below are imported on first use (PEP 562), so ``audit.models.spec`` (a
 reads without loading torch and transformers.
 """
 
-from importlib import import_module
-
-_EXPORTS = {
-    "Adapter": "adapters", "ClassifierAdapter": "adapters", "DecisionAdapter": "adapters", "Encoded": "adapters",
-    "make_adapter": "adapters", "LoadedModel": "loading", "load_model": "loading",
-    "ModelSpec": "spec", "parse_model_spec": "spec",
-}
-__all__ = list(_EXPORTS)
+__all__ = [
+    "Adapter", "ClassifierAdapter", "DecisionAdapter", "Encoded", "make_adapter", "LoadedModel", "load_model",
+    "ModelSpec", "parse_model_spec",
+]
 
 
 def __getattr__(name: str):
-    if name not in _EXPORTS:
+    if name not in __all__:
         raise AttributeError(f"module 'audit.models' has no attribute {name!r}")
-    return getattr(import_module(f"audit.models.{_EXPORTS[name]}"), name)
+    from audit.models import adapters, loading, spec
+
+    for module in (adapters, loading, spec):
+        if hasattr(module, name):
+            return getattr(module, name)
+    raise AttributeError(name)

@@ -71,7 +71,7 @@ def suite_attribute(bundle: EvidenceBundle, name: str) -> dict[str, Any] | None:
 
 
 def group_key(groups: dict[str, str], prop: str) -> str:
-    """The group label of a value for a (possibly intersectional) property, as fairness.py joins it."""
+    """The group label of a value for a (possibly intersectional) property, as the counterfactual statistics join it (``audit.wording.INTERSECTION``)."""
     return INTERSECTION.join(groups.get(p, "?") for p in prop.split(INTERSECTION))
 
 

@@ -9,6 +9,7 @@ import torch
 import explainers
 from audit.suites import expand
 from explainers.base import BaseExplainer, counted, make_attribution
+from explainers.region import Region
 from explainers.checks import (
     CHECKS,
     check_cost_recorded,
@@ -51,14 +52,15 @@ class EqualShares(BaseExplainer):
     def __init__(self, scale: float = 1.0):
         self.scale = scale
 
-    def _scores(self, adapter, encoded) -> tuple[list[float], float]:
+    def _scores(self, adapter, encoded, region) -> tuple[list[float], float]:
+        region = region or Region.of(adapter, encoded)  # a perturbed region is read, not the case's ids
         with torch.no_grad():
-            score = float(adapter.score(input_ids=encoded.input_ids[None].to(adapter.device)))
+            score = float(region.forward(region.region)[0])
         return [self.scale * score / len(encoded.tokens)] * len(encoded.tokens), score
 
     @counted
     def explain(self, adapter, encoded, region=None):
-        scores, score = self._scores(adapter, encoded)
+        scores, score = self._scores(adapter, encoded, region)
         return make_attribution(self.name, self.params, encoded, scores, score=score)
 
 
@@ -66,8 +68,8 @@ class UnderCounted(EqualShares):
     """Broken: scores the case twice but records one forward pass, a count derived instead of counted."""
 
     def explain(self, adapter, encoded, region=None):
-        self._scores(adapter, encoded)
-        scores, score = self._scores(adapter, encoded)
+        self._scores(adapter, encoded, region)
+        scores, score = self._scores(adapter, encoded, region)
         return make_attribution(self.name, self.params, encoded, scores, score=score, forward_passes=1)
 
 
@@ -76,7 +78,7 @@ class GlobalNoise(EqualShares):
 
     @counted
     def explain(self, adapter, encoded, region=None):
-        scores, score = self._scores(adapter, encoded)
+        scores, score = self._scores(adapter, encoded, region)
         noisy = (torch.tensor(scores) + torch.randn(len(scores))).tolist()
         return make_attribution(self.name, self.params, encoded, noisy, score=score)
 

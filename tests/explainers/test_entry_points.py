@@ -23,6 +23,7 @@ TOY_MODULE = '''
 import torch
 
 from explainers.base import BaseExplainer, counted, make_attribution
+from explainers.region import Region
 
 
 class Toy(BaseExplainer):
@@ -38,7 +39,8 @@ class Toy(BaseExplainer):
     @counted
     def explain(self, adapter, encoded, region=None):
         with torch.no_grad():
-            score = float(adapter.score(input_ids=encoded.input_ids[None].to(adapter.device)))
+            region = region or Region.of(adapter, encoded)  # a perturbed region is read
+            score = float(region.forward(region.region)[0])
         n = len(encoded.tokens)
         return make_attribution(self.name, self.params, encoded, [self.scale * score / n] * n, score=score)
 
