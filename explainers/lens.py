@@ -9,7 +9,9 @@ there:
     causal LM:   z_l = W_U norm(h_l),   s_l = logsumexp(z_l[V+]) - logsumexp(z_l[V-])
     classifier:  z_l = head(h_l[read-out]),   s_l = z_l[+] - z_l[-]
 
-where a classifier's head is whatever its architecture puts after the last
+where W_U is followed by whatever the family does to its logits before the softmax (``logit_transform``:
+Granite divides them by ``logits_scaling``, Cohere multiplies them by ``logit_scale``, Gemma 2 and 3 soft-cap
+them, c tanh(z / c)), and a classifier's head is whatever its architecture puts after the last
 layer: BERT/ALBERT's pooler then linear layer, DeBERTa's context pooler then
 linear layer, DistilBERT's pre-classifier, ReLU and linear layer, the
 two-layer heads of RoBERTa/ELECTRA/MPNet that read the first token, or a
@@ -30,7 +32,8 @@ import numpy as np
 import torch
 
 
-FINAL_NORMS = ("norm", "final_layernorm", "ln_f", "decoder.final_layer_norm")
+# Llama and most decoders; Phi-1/2; GPT-2, Falcon, Bloom; OPT; GPT-NeoX, Pythia; MPT
+FINAL_NORMS = ("norm", "final_layernorm", "ln_f", "decoder.final_layer_norm", "final_layer_norm", "norm_f")
 
 
 class LensUnavailable(Exception):
@@ -47,6 +50,25 @@ def _module(root, names: tuple[str, ...]):
     return None
 
 
+def logit_transform(config) -> Callable[[torch.Tensor], torch.Tensor]:
+    """What the family's causal-LM head does to W_U h before the softmax (module docstring); identity for most."""
+    config = getattr(config, "text_config", None) or config
+    scaling = getattr(config, "logits_scaling", None)  # Granite
+    scale = getattr(config, "logit_scale", None)  # Cohere
+    cap = getattr(config, "final_logit_softcapping", None)  # Gemma 2, Gemma 3
+
+    def transform(logits: torch.Tensor) -> torch.Tensor:
+        if scaling:
+            logits = logits / scaling
+        if scale:
+            logits = logits * scale
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        return logits
+
+    return transform
+
+
 def decision_reader(adapter) -> Callable[[np.ndarray], np.ndarray]:
     """A function mapping hidden states [n, d] at the read-out position to lens decision scores [n]."""
     model = adapter.model
@@ -61,11 +83,12 @@ def decision_reader(adapter) -> Callable[[np.ndarray], np.ndarray]:
         rows = favourable + unfavourable
         weight = head.weight[rows]
         bias = head.bias[rows] if getattr(head, "bias", None) is not None else None
+        transform = logit_transform(model.config)
 
         def read(states: np.ndarray) -> np.ndarray:
             with torch.inference_mode():
                 hidden = torch.as_tensor(states, device=weight.device).to(weight.dtype)
-                logits = torch.nn.functional.linear(norm(hidden), weight, bias).float()
+                logits = transform(torch.nn.functional.linear(norm(hidden), weight, bias).float())
                 n = len(favourable)
                 return (logits[:, :n].logsumexp(-1) - logits[:, n:].logsumexp(-1)).cpu().numpy()
 

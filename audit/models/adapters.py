@@ -241,7 +241,9 @@ class DecisionAdapter(Adapter):
     """A causal LM answering the suite's question through its chat template."""
 
     family = "causal-lm"
-    padding_side = "left"
+    # Right padding: a row's tokens keep the indices they have alone. Sliding-window attention (Mistral, Gemma 2
+    # and 3) masks by index, so a left-padded row would see fewer real tokens in its window than alone.
+    padding_side = "right"
     supports_prefix_cache = True
 
     def __init__(self, loaded: LoadedModel, suite: Suite):
@@ -280,8 +282,8 @@ class DecisionAdapter(Adapter):
         reference = input_ids if input_ids is not None else inputs_embeds
         if attention_mask is None:
             attention_mask = torch.ones(reference.shape[:2], dtype=torch.long, device=reference.device)
-        # Left padding: positions count real tokens only, so a padded row sees the same RoPE positions as alone.
         position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        last = attention_mask.sum(-1, keepdim=True) - 1  # [rows, 1]: each row's answer position (right padding)
         cache = None
         if prefix is not None:
             rows = reference.shape[0]
@@ -298,7 +300,7 @@ class DecisionAdapter(Adapter):
             position_ids=position_ids,
             cache=cache,
             use_cache=prefix is not None,
-            logits_to_keep=1,
+            logits_to_keep=last,
         )
         return output.logits[:, -1, :].float()
 

@@ -283,7 +283,30 @@ def fingerprint_model(
         "dtype": dtype,
         "license": _license(folder, spec, source_gguf),
         "chat_template": template if isinstance(template, str) else None,
+        "routing": expert_routing(config),
     }
+
+
+EXPERT_COUNTS = ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts")
+ROUTING_NOTE = (
+    "mixture of experts: each token runs through the top {active} of {experts} experts its router picks, so the "
+    "decision is piecewise in the input: where a change of the input swaps an expert in or out, the score jumps "
+    "and no gradient sees the jump. Gradient methods (Integrated Gradients, input x gradient, gradient SHAP) "
+    "attribute within each routing region only; their completeness gap includes the jumps and does not close "
+    "with more integration steps. Perturbation methods, which run the model, see the jumps."
+)
+
+
+def expert_routing(config) -> dict[str, Any] | None:
+    """The router of a mixture-of-experts model (experts, experts active per token, what it means for gradient
+    attributions), or None for a dense model."""
+    config = getattr(config, "text_config", None) or config
+    experts = next((getattr(config, name) for name in EXPERT_COUNTS if getattr(config, name, None)), None)
+    active = getattr(config, "num_experts_per_tok", None) or getattr(config, "moe_topk", None)
+    if not experts or not active or experts <= 1:
+        return None
+    return {"experts": int(experts), "active_per_token": int(active),
+            "note": ROUTING_NOTE.format(active=int(active), experts=int(experts))}
 
 
 def _license(folder: Path, spec: ModelSpec, source_gguf: dict | None) -> str | None:
