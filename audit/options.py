@@ -71,6 +71,7 @@ class CommonOptions:
     """What ``audit run`` and ``audit explain`` share: the model and how it is loaded, the seed, the output."""
 
     model: str = DEFAULT_MODEL
+    base_model: str | None = None  # the base of a PEFT adapter folder given as ``model``
     device: str = "cpu"
     dtype: str = "float32"
     allow_pickle: bool = False

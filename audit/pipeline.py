@@ -81,7 +81,7 @@ def prepare(options: RunOptions) -> Plan:
     check_output_dir(options.out)
     if options.junit is not None:
         check_output_file(Path(options.junit), "--junit")
-    spec = parse_model_spec(options.model)
+    spec = parse_model_spec(options.model, options.base_model)
     check_weights(spec, options.allow_pickle)
     suite = load_suite(options.suite)
     if options.rows is not None:

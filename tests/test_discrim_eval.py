@@ -24,10 +24,10 @@ def lm_eval_logit_yes(model, tokenizer, filled_template: str) -> float:
     """lm-eval's score of one row: each choice's log-likelihood after the context (its _encode_pair split), then
     logit of p(yes)+p(Yes) normalised against p(no)+p(No) (lm_eval/tasks/discrim_eval/utils.py)."""
     context = LM_EVAL_TEXT.format(filled_template=filled_template)
-    context_ids = tokenizer.encode(context, add_special_tokens=False)
+    context_ids = tokenizer.encode(context)  # the tokenizer's own special tokens, as the harness encodes
     loglikelihoods = []
     for choice in LM_EVAL_CHOICES:
-        whole = tokenizer.encode(context + choice, add_special_tokens=False)
+        whole = tokenizer.encode(context + choice)
         continuation = whole[len(context_ids):]
         with torch.no_grad():
             logits = model(torch.tensor([whole])).logits[0].float().log_softmax(-1)

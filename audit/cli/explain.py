@@ -32,6 +32,7 @@ class GenerationMethodChoice(click.Choice):
 @click.option("--model", default=DEFAULT_MODEL, show_default=True,
               help="A causal LM: bundled alias, local Hugging Face folder, .gguf file, or hub id already in the "
               "local cache.")
+@click.option("--base-model", default=None, help="With an adapter folder as --model: its base model.")
 @click.option("--prompt", default=None, help="The user's question to answer and explain.")
 @click.option("--prompt-file", default=None, type=click.Path(dir_okay=False, path_type=Path),
               help="Read the prompt from this UTF-8 text file instead.")
@@ -51,13 +52,13 @@ class GenerationMethodChoice(click.Choice):
 @click.option("--trust-remote-code", is_flag=True, help="Allow model code shipped with the weights to run.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Recorded; decoding and attribution are "
               "deterministic.")
-def explain(model, prompt, prompt_file, system, max_new_tokens, method_name, ig_steps, out, device, dtype, allow_pickle,
+def explain(model, base_model, prompt, prompt_file, system, max_new_tokens, method_name, ig_steps, out, device, dtype, allow_pickle,
             trust_remote_code, seed):
     """Answer a prompt with a causal LM and attribute every answer token to the prompt and the answer before it."""
     from audit.explain.run import explain_answer
 
     result = explain_answer(options=ExplainOptions(
-        model=model, prompt=prompt, prompt_file=prompt_file, system=system, max_new_tokens=max_new_tokens,
+        model=model, base_model=base_model, prompt=prompt, prompt_file=prompt_file, system=system, max_new_tokens=max_new_tokens,
         method_name=method_name, ig_steps=ig_steps, out=out, device=device, dtype=dtype, allow_pickle=allow_pickle,
         trust_remote_code=trust_remote_code, seed=seed, command_line=["audit", *sys.argv[1:]],
     ))

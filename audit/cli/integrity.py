@@ -12,9 +12,10 @@ import click
 @click.option("--model", default=None, help="Also check that this model (spec as for `audit run`) is the audited one.")
 @click.option("--pubkey", default=None, type=click.Path(dir_okay=False, path_type=Path),
               help="Also check the signature (attestation.intoto.jsonl) with this Ed25519 public key (PEM).")
+@click.option("--base-model", default=None, help="With --model an adapter folder: its base model.")
 @click.option("--allow-pickle", is_flag=True, help="With --model: allow pickle weight files.")
 @click.option("--trust-remote-code", is_flag=True, help="With --model: allow model code shipped with the weights.")
-def verify(folder, model, pubkey, allow_pickle, trust_remote_code):
+def verify(folder, model, pubkey, base_model, allow_pickle, trust_remote_code):
     """Check an audit folder: hashes, schema, controls re-derived, artifacts re-rendered, model, signature.
 
     Exit 0 intact, 1 tampered (every change is named), 2 unreadable.
@@ -24,7 +25,8 @@ def verify(folder, model, pubkey, allow_pickle, trust_remote_code):
     def fingerprint() -> ModelFingerprint:
         from audit.models.loading import fingerprint_of
 
-        found = fingerprint_of(model, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
+        found = fingerprint_of(model, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
+                               base_model=base_model)
         return ModelFingerprint(spec=model, fingerprint=found)
 
     result = verify_folder(folder, model=None if model is None else fingerprint, public_key=pubkey)

@@ -26,6 +26,9 @@ def _pair_count(ctx, param, value: str) -> int | None:
 @click.command()
 @click.option("--model", default=DEFAULT_MODEL, show_default=True,
               help="Bundled alias, local Hugging Face folder, .gguf file, or hub id already in the local cache.")
+@click.option("--base-model", default=None,
+              help="With an adapter folder as --model: its base model (any --model form); default: the adapter "
+              "config's base_model_name_or_path, as a local folder or a hub id in the local cache.")
 @click.option("--suite", default=DEFAULT_SUITE, show_default=True, help="Bundled suite name or path to a suite YAML.")
 @click.option("--rows", default=None,
               help="A .csv or .jsonl file of your own applications: each row fills the one scenario template of "
@@ -67,7 +70,7 @@ def _pair_count(ctx, param, value: str) -> int | None:
               "~/.cache/oss-model-audit/results).")
 @click.option("--junit", default=None, type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the controls as JUnit XML here (junit.xml is always written into --out).")
-def run(model, suite, rows, policy, out, limit, seed, device, dtype, device_map, ig_tolerance, ig_max_steps, ig_steps,
+def run(model, base_model, suite, rows, policy, out, limit, seed, device, dtype, device_map, ig_tolerance, ig_max_steps, ig_steps,
         methods, patching_pairs, jurisdiction, format_sensitivity, allow_pickle, trust_remote_code, no_cache, cache_dir,
         junit):
     """Audit a model on a suite and write the evidence bundle and PDF report.
@@ -78,7 +81,7 @@ def run(model, suite, rows, policy, out, limit, seed, device, dtype, device_map,
     from audit.pipeline import run as run_audit
 
     result = run_audit(options=RunOptions(
-        model=model, suite=suite, rows=rows, policy=policy, out=out, limit=limit, seed=seed, device=device, dtype=dtype,
+        model=model, base_model=base_model, suite=suite, rows=rows, policy=policy, out=out, limit=limit, seed=seed, device=device, dtype=dtype,
         device_map=device_map, ig_steps=ig_steps, ig_tolerance=ig_tolerance, ig_max_steps=ig_max_steps,
         methods=methods, patching_pairs=patching_pairs, jurisdiction=jurisdiction,
         format_sensitivity=format_sensitivity, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,

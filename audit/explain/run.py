@@ -73,7 +73,7 @@ def explain_answer(options: ExplainOptions) -> ExplainResult:
         raise AuditError(f"--method: must be one of {', '.join(method.METHODS)}, got {options.method_name!r}")
     check_runtime(options.device, options.dtype)
     check_output_dir(options.out)
-    spec = parse_model_spec(options.model)
+    spec = parse_model_spec(options.model, options.base_model)
     check_weights(spec, options.allow_pickle)
     seed_everything(options.seed)
 

@@ -18,6 +18,7 @@ Explainers see only this interface (``encode``, ``score``, ``embedding_layer``,
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,7 @@ from audit.suites.expand import Case
 from audit.suites.schema import Suite
 from explainers.spans import Word, align_words, slot_token_spans
 
+PROMPT_DATE = datetime.date(2026, 1, 1)  # the date every chat template is rendered with (fixed_date_variables)
 MIN_PREFIX_TOKENS = 8  # below this a shared prefix saves less than its own forward pass costs
 
 
@@ -258,16 +260,27 @@ class DecisionAdapter(Adapter):
     def user_message(self, text: str) -> str:
         return f"{text}\n\n{self.suite.question}"
 
+    @property
+    def prompt_form(self) -> str:
+        """How prompts are written: the suite's own template, the model's chat template, or plain text."""
+        if self.suite.prompt_template is not None:
+            return "suite prompt template"
+        return "chat template" if getattr(self.tokenizer, "chat_template", None) else "plain prompt"
+
     def render(self, text: str) -> tuple[str, int, bool]:
         if self.suite.prompt_template is not None:  # the suite writes the whole prompt (an imported benchmark's)
             rendered = self.suite.render_prompt(text)
-            return rendered, rendered.index(text), False
+            # As lm-evaluation-harness encodes a context: the tokenizer's own special tokens (the BOS of Llama,
+            # Gemma and Mistral tokenizers; nothing for Qwen's), none where the prompt already starts with BOS.
+            bos = self.tokenizer.bos_token
+            return rendered, rendered.index(text), not (bos and rendered.startswith(bos))
         user = self.user_message(text)
         messages = [{"role": "user", "content": user}]
         if self.suite.system_prompt:
             messages.insert(0, {"role": "system", "content": self.suite.system_prompt})
         if getattr(self.tokenizer, "chat_template", None):
-            rendered = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            rendered = self.tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=True, **fixed_date_variables())
             add_special = False  # the template writes its own BOS where the model wants one
         else:
             system = f"{self.suite.system_prompt}\n\n" if self.suite.system_prompt else ""
@@ -322,6 +335,8 @@ class DecisionAdapter(Adapter):
             "system_prompt": self.suite.system_prompt,
             "answer_prefix": self.suite.answer_prefix,
             "chat_template": bool(getattr(self.tokenizer, "chat_template", None)),
+            "prompt_form": self.prompt_form,
+            "prompt_date": PROMPT_DATE.isoformat() if self.prompt_form == "chat template" else None,
         }
 
 
@@ -385,6 +400,13 @@ class ClassifierAdapter(Adapter):
             "favourable_label": self.labels[self.favourable_index],
             "unfavourable_label": self.labels[self.unfavourable_index],
         }
+
+
+def fixed_date_variables() -> dict[str, Any]:
+    """Template variables that pin the date a chat template writes (Llama 3.1 and later write "Today Date: ..."
+    from ``strftime_now``, unless ``date_string`` is given), so that two runs on different days render the same
+    prompt. Passed as render variables, they shadow transformers' ``strftime_now`` global."""
+    return {"date_string": PROMPT_DATE.strftime("%d %b %Y"), "strftime_now": PROMPT_DATE.strftime}
 
 
 def build_verbaliser(tokenizer, suite: Suite) -> Verbaliser:

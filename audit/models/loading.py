@@ -57,9 +57,11 @@ def check_runtime(device: str, dtype: str) -> None:
         raise AuditError("--device cuda: torch sees no CUDA device on this machine; use --device cpu")
 
 
-def fingerprint_of(spec_text: str, *, allow_pickle: bool = False, trust_remote_code: bool = False) -> dict:
+def fingerprint_of(spec_text: str, *, allow_pickle: bool = False, trust_remote_code: bool = False,
+                   base_model: str | None = None) -> dict:
     """The fingerprint ``audit run`` records for the model ``spec_text`` names, for ``audit verify --model``."""
-    loaded = load_model(parse_model_spec(spec_text), allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
+    loaded = load_model(parse_model_spec(spec_text, base_model), allow_pickle=allow_pickle,
+                        trust_remote_code=trust_remote_code)
     return loaded.fingerprint
 
 
@@ -88,6 +90,10 @@ def load_model(
     check_runtime(device, dtype)
     if device_map is not None and device_map not in DEVICE_MAPS:
         raise AuditError(f"--device-map: {device_map!r} is not one of {', '.join(DEVICE_MAPS)}")
+    if spec.kind == "adapter":
+        base = load_model(spec.base, device=device, dtype=dtype, allow_pickle=allow_pickle,
+                          trust_remote_code=trust_remote_code, device_map=device_map, cache_dir=cache_dir, log=log)
+        return with_adapter(base, spec, allow_pickle=allow_pickle, log=log)
     source_gguf = None
     if spec.kind in ("gguf", "alias"):
         folder, source_gguf = converted_gguf_folder(spec.path, cache_dir or default_cache_dir(), log=log)
@@ -132,6 +138,81 @@ def load_model(
                        budget=BatchBudget.for_model(model))
 
 
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+
+
+def with_adapter(base: LoadedModel, spec: ModelSpec, *, allow_pickle: bool, log: Callable[[str], None]) -> LoadedModel:
+    """``base`` with the PEFT adapter of ``spec`` merged into its weights (W + B A s for LoRA), frozen again.
+
+    Merging gives the fine-tuned model's exact function as a plain transformers model, so every stage (hooks on
+    decoder layers, the lens's head, the prefix cache) reads it as it reads any model of the family. The
+    fingerprint is the base's with the adapter's config and weights hashed in: two fine-tunes of one base differ
+    in ``id`` and share ``base_id``.
+    """
+    from peft import PeftModel
+
+    log(f"applying adapter {spec.path.name} to {spec.base.text} (merged into the weights)")
+    weights = check_adapter_weights(spec, allow_pickle)
+    try:
+        merged = PeftModel.from_pretrained(base.model, spec.path, is_trainable=False).merge_and_unload()
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:  # RuntimeError: shapes of another base
+        raise ModelSpecError(f"--model: adapter {spec.text!r} does not apply to its base {spec.base.text!r}: "
+                             f"{_first_line(exc)}") from None
+    merged.requires_grad_(False)
+    merged.eval()
+    tokenizer = base.tokenizer
+    if (spec.path / "tokenizer.json").is_file():
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(spec.path, local_files_only=True)
+    config = json.loads((spec.path / "adapter_config.json").read_text())
+    adapter = {
+        "config_sha256": sha256_file(spec.path / "adapter_config.json"),
+        "weights": {path.name: sha256_file(path) for path in weights},
+        "tokenizer": {name: sha256_file(spec.path / name) for name in TOKENIZER_FILES if (spec.path / name).is_file()},
+    }
+    fingerprint = {
+        **base.fingerprint,
+        "id": sha256_json({"base": base.fingerprint["id"], "adapter": adapter}),
+        "spec": spec.text,
+        "spec_kind": "adapter",
+        "base_id": base.fingerprint["id"],
+        "parameters": int(sum(p.numel() for p in merged.parameters())),
+        "adapter": {
+            **adapter,
+            "base_spec": spec.base.text,
+            "peft_type": config.get("peft_type"),
+            "rank": config.get("r"),
+            "alpha": config.get("lora_alpha"),
+            "target_modules": sorted(config["target_modules"]) if isinstance(config.get("target_modules"), list)
+            else config.get("target_modules"),
+            "merged": True,
+        },
+    }
+    if adapter["tokenizer"]:
+        template = getattr(tokenizer, "chat_template", None)
+        fingerprint["chat_template"] = template if isinstance(template, str) else None
+    return LoadedModel(spec=spec, model=merged, tokenizer=tokenizer, family=base.family, folder=base.folder,
+                       fingerprint=fingerprint, budget=base.budget)
+
+
+def check_adapter_weights(spec: ModelSpec, allow_pickle: bool) -> list[Path]:
+    """The adapter's weight files; refuses a pickle-only adapter unless allowed, and a folder without weights."""
+    safetensors = spec.path / ADAPTER_WEIGHTS[0]
+    if safetensors.is_file():
+        check_safetensors(safetensors)
+        return [safetensors]
+    pickled = spec.path / ADAPTER_WEIGHTS[1]
+    if not pickled.is_file():
+        raise ModelSpecError(f"--model: adapter folder {spec.text!r} holds no {ADAPTER_WEIGHTS[0]}")
+    if not allow_pickle:
+        raise ModelSpecError(
+            f"--model: adapter folder {spec.text!r} has only pickle weights ({pickled.name}), which can run code when "
+            "loaded; convert them to safetensors or pass --allow-pickle if you trust the source"
+        )
+    return [pickled]
+
+
 def _names_remote_code(folder: Path) -> bool:
     try:
         return "auto_map" in json.loads((folder / "config.json").read_text())
@@ -144,6 +225,9 @@ def check_weights(spec: ModelSpec, allow_pickle: bool) -> bool:
 
     GGUF files are always safe to read (no code in them) and report True.
     """
+    if spec.kind == "adapter":
+        check_adapter_weights(spec, allow_pickle)
+        return check_weights(spec.base, allow_pickle)
     if spec.kind in ("gguf", "alias"):
         return True
     folder = spec.path

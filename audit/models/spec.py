@@ -5,6 +5,9 @@ Accepted forms, tried in this order:
   installed PyPI package, located with ``importlib.util.find_spec`` so that
   the package itself is never imported;
 - a path to a ``.gguf`` file;
+- a PEFT adapter folder (``adapter_config.json``, e.g. a LoRA fine-tune): its base model is ``base_model``
+  (``--base-model``, any form above), else the adapter config's ``base_model_name_or_path`` as a local folder
+  (absolute, or relative to the adapter folder) or a hub id in the local cache;
 - a local Hugging Face folder (with ``config.json``);
 - a hub id (``org/name``) resolved from the local Hugging Face cache only:
   nothing is downloaded at run time.
@@ -13,6 +16,7 @@ Accepted forms, tried in this order:
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -43,22 +47,40 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Where a model lives: ``kind`` is one of alias, gguf, folder, hub."""
+    """Where a model lives: ``kind`` is one of alias, gguf, folder, hub, adapter (then ``base`` is its base)."""
 
     text: str
     kind: str
-    path: Path  # the .gguf file, or the folder holding config.json
+    path: Path  # the .gguf file, the folder holding config.json, or the adapter folder
     license_hint: str | None = None
+    base: "ModelSpec | None" = None
 
 
-def parse_model_spec(text: str) -> ModelSpec:
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def parse_model_spec(text: str, base_model: str | None = None) -> ModelSpec:
+    """The spec ``text`` names; ``base_model`` (``--base-model``) is the base of an adapter folder."""
     if text in BUNDLED_MODELS:
-        return _bundled(text)
+        spec = _bundled(text)
+    else:
+        spec = _located(text)
+    if base_model is not None and spec.kind != "adapter":
+        raise ModelSpecError(f"--base-model: {text!r} is not an adapter folder (no {ADAPTER_CONFIG}); --base-model "
+                             "only names the base of a PEFT adapter")
+    if spec.kind == "adapter":
+        return _with_base(spec, base_model)
+    return spec
+
+
+def _located(text: str) -> ModelSpec:
     path = Path(text).expanduser()
     if text.lower().endswith(".gguf"):
         if not path.is_file():
             raise ModelSpecError(f"--model: GGUF file {text!r} does not exist")
         return ModelSpec(text=text, kind="gguf", path=path.resolve())
+    if path.is_dir() and (path / ADAPTER_CONFIG).is_file():
+        return ModelSpec(text=text, kind="adapter", path=path.resolve())
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ModelSpecError(f"--model: folder {text!r} has no config.json; it is not a Hugging Face model folder")
@@ -71,6 +93,39 @@ def parse_model_spec(text: str) -> ModelSpec:
     raise ModelSpecError(
         f"--model: {text!r} is not a bundled alias ({aliases}), an existing folder or .gguf file, or a hub id (org/name)"
     )
+
+
+def _with_base(adapter: ModelSpec, base_model: str | None) -> ModelSpec:
+    """The adapter spec with its base resolved (module docstring); errors name the adapter config's field."""
+    config_path = adapter.path / ADAPTER_CONFIG
+    try:
+        config = json.loads(config_path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ModelSpecError(f"--model: {config_path}: not readable JSON ({exc})") from None
+    if not isinstance(config, dict):
+        raise ModelSpecError(f"--model: {config_path}: must be a JSON object")
+    if base_model is not None:
+        base = parse_model_spec(base_model)
+    else:
+        named = config.get("base_model_name_or_path")
+        if not isinstance(named, str) or not named.strip():
+            raise ModelSpecError(f"--model: {config_path}: base_model_name_or_path is missing; name the base model "
+                                 "with --base-model")
+        local = Path(named).expanduser()
+        local = local if local.is_absolute() else adapter.path / local
+        if local.is_dir() or named.lower().endswith(".gguf"):
+            base = parse_model_spec(str(local))
+        else:
+            try:
+                base = parse_model_spec(named)
+            except ModelSpecError as exc:
+                raise ModelSpecError(f"--model: {config_path}: base_model_name_or_path {named!r}: "
+                                     f"{str(exc).removeprefix('--model: ')}; or name the base with --base-model") from None
+    if base.kind == "adapter":
+        raise ModelSpecError(f"--model: the base of adapter {adapter.text!r} is itself an adapter ({base.text!r}); "
+                             "merge it first")
+    return ModelSpec(text=adapter.text, kind="adapter", path=adapter.path, base=base,
+                     license_hint=base.license_hint)
 
 
 def _bundled(alias: str) -> ModelSpec:

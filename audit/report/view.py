@@ -48,6 +48,11 @@ from audit.wording import noun, plural
 SHIFT_CONTROL = "counterfactual-shift"
 IMPACT_CONTROL = "impact-ratio"
 FLIP_CONTROL = "decision-flip-rate"
+PROMPT_FORMS = {
+    "chat template": "the model's chat template (a user message: the case, then the question)",
+    "plain prompt": "plain text (the model has no chat template): the case, then the question",
+    "suite prompt template": "the suite's own prompt template (an imported benchmark's, scored as it scores it)",
+}
 ATTRIBUTION_PARAM_LABELS = {
     "n_steps": "Integration steps",
     "method": "Integration rule",
@@ -73,9 +78,15 @@ def _identity(bundle: EvidenceBundle) -> dict[str, Any]:
             ("Parameters", fmt_int(model.get("parameters"))),
             ("Dtype as loaded", model.get("dtype") or NA),
             ("License", model.get("license") or "not declared"),
+            *_adapter_facts(model),
+            *([("Expert routing", model["routing"]["note"])] if model.get("routing") else []),
         ],
         "hashes": [
             *(("weights", name, digest) for name, digest in model.get("weights", {}).items()),
+            *(("adapter weights", name, digest)
+              for name, digest in (model.get("adapter") or {}).get("weights", {}).items()),
+            *([("adapter config", "adapter_config.json", model["adapter"]["config_sha256"])]
+              if model.get("adapter") else []),
             *(("tokenizer", name, digest) for name, digest in model.get("tokenizer", {}).items()),
             *([("source GGUF", gguf["file"], gguf["sha256"])] if gguf else []),
             ("config", "model configuration", model.get("config_sha256") or NA),
@@ -83,6 +94,20 @@ def _identity(bundle: EvidenceBundle) -> dict[str, Any]:
         ],
         "has_gguf": bool(gguf),
     }
+
+
+def _adapter_facts(model: dict[str, Any]) -> list[tuple[str, str]]:
+    """A fine-tune's adapter: its base, what it changes and that it was merged into the weights audited."""
+    adapter = model.get("adapter")
+    if not adapter:
+        return []
+    targets = adapter.get("target_modules")
+    return [
+        ("Base model", f"{adapter.get('base_spec')} (fingerprint {str(model.get('base_id'))[:16]}...)"),
+        ("Adapter", f"{adapter.get('peft_type') or 'PEFT'} rank {adapter.get('rank')}, alpha {adapter.get('alpha')}, "
+                    f"on {', '.join(targets) if isinstance(targets, list) else targets}; merged into the base "
+                    "weights before the audit"),
+    ]
 
 
 def _attribute_rows(bundle: EvidenceBundle) -> list[dict[str, Any]]:
@@ -164,6 +189,8 @@ def _testset(bundle: EvidenceBundle) -> dict[str, Any]:
             for side, tokens in decision.get("verbaliser", {}).items()
         },
         "system_prompt": decision.get("system_prompt") or suite.get("system_prompt"),
+        "prompt_form": PROMPT_FORMS.get(decision.get("prompt_form"), NA) + (
+            f"; the template's date fixed at {decision['prompt_date']}" if decision.get("prompt_date") else ""),
         "labels": sorted((int(i), name) for i, name in decision.get("labels", {}).items()),
         "favourable_label": decision.get("favourable_label"),
         "unfavourable_label": decision.get("unfavourable_label"),

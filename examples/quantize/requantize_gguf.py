@@ -1,0 +1,79 @@
+"""Write a GGUF file of another quantisation type from an existing one: the same model, quantised differently.
+
+    python examples/quantize/requantize_gguf.py SOURCE.gguf OUT.gguf --type Q8_0
+
+Every tensor stored in a block-quantised type is dequantised (gguf.quants) and quantised again in ``--type``;
+float tensors (norms) and the metadata (architecture, tokenizer, chat template) are copied unchanged, as
+gguf's own ``gguf_new_metadata`` script copies them. Auditing the source and the result (``audit run --model``)
+then shows what the quantisation changes; both fingerprints name their GGUF file and its sha256.
+
+The default model ships only as Q4_1; this is how the README's "a GGUF of another quantisation" is made
+without a download. llama.cpp's ``llama-quantize`` does the same from a float model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+from gguf import GGMLQuantizationType, GGUFReader, GGUFValueType, GGUFWriter, Keys
+from gguf.quants import dequantize, quantize
+
+FLOAT_TYPES = {GGMLQuantizationType.F32, GGMLQuantizationType.F16, GGMLQuantizationType.BF16}
+
+
+def requantize(source: Path, out: Path, target: GGMLQuantizationType) -> dict[str, int]:
+    """Write ``out``: ``source`` with its block-quantised tensors in ``target``; returns the counts per kind."""
+    reader = GGUFReader(source)
+    architecture = reader.fields[Keys.General.ARCHITECTURE].contents()
+    writer = GGUFWriter(out, architecture, endianess=reader.endianess)
+    for field in reader.fields.values():
+        if field.name == Keys.General.ARCHITECTURE or field.name.startswith("GGUF."):
+            continue  # written by GGUFWriter itself
+        value_type = field.types[0]
+        sub_type = field.types[-1] if value_type == GGUFValueType.ARRAY else None
+        if field.name == Keys.General.FILE_TYPE:
+            continue  # no longer true of the file
+        writer.add_key_value(field.name, field.contents(), value_type, sub_type=sub_type)
+    counts = {"requantised": 0, "copied": 0}
+    tensors = []
+    for tensor in reader.tensors:
+        if tensor.tensor_type in FLOAT_TYPES:
+            tensors.append((tensor.name, tensor.data, tensor.tensor_type))
+            counts["copied"] += 1
+            continue
+        weights = dequantize(tensor.data, tensor.tensor_type).astype(np.float32)
+        tensors.append((tensor.name, quantize(weights, target), target))
+        counts["requantised"] += 1
+    for name, data, kind in tensors:
+        writer.add_tensor_info(name, data.shape, data.dtype, data.nbytes, kind)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    for _, data, _ in tensors:
+        writer.write_tensor_data(data)
+    writer.close()
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("source", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--type", default="Q8_0", help="Q8_0, Q4_0, Q5_0, Q5_1, Q4_1 (default Q8_0)")
+    args = parser.parse_args(argv)
+    try:
+        target = GGMLQuantizationType[args.type]
+    except KeyError:
+        parser.error(f"--type: {args.type!r} is not a GGML quantisation type")
+    if not args.source.is_file():
+        parser.error(f"{args.source}: no such file")
+    counts = requantize(args.source, args.out, target)
+    print(f"{args.out}: {counts['requantised']} tensors in {target.name}, {counts['copied']} copied")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
