@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 from audit.controls.policy import Policy, evaluate, load_policy, verdict
 from audit.evidence.bundle import SCHEMA_VERSION, EvidenceBundle, utc_now
-from audit.evidence.environment import environment
+from audit.evidence.environment import environment, peak_memory_bytes, reset_peak_memory
 from audit.evidence.files import check_output_dir, check_output_file, write_atomically, write_outputs
 from audit.evidence.results_cache import ResultsCache, open_cache
 from audit.evidence.revision import TOOL_NAME, TOOL_VERSION, tool_revision
@@ -94,6 +94,7 @@ def prepare(options: RunOptions) -> Plan:
 def run(options: RunOptions) -> AuditResult:
     """Audit ``options.model`` on ``options.suite`` under ``options.policy`` and write the evidence to
     ``options.out`` (``audit.run(**flags)`` builds the options from keyword arguments)."""
+    reset_peak_memory()
     started_at, started = utc_now(), time.monotonic()
     plan = prepare(options)
     seed_everything(options.seed)
@@ -268,6 +269,7 @@ class Audit:
                           "out_of_memory_splits": list(self.loaded.budget.splits)},
             "environment": environment(seed=options.seed, device=options.device, dtype=options.dtype,
                                        command_line=options.command_line),
+            "peak_memory_bytes": peak_memory_bytes(),
         }
 
 

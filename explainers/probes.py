@@ -28,7 +28,8 @@ from typing import Any, Callable
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
+from sklearn.base import clone
+from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
@@ -49,8 +50,17 @@ def control_labels(labels: list[str], word_types: list[str], seed: int) -> list[
 
 
 def _out_of_fold_correct(features: np.ndarray, labels: np.ndarray, splits, seed: int) -> np.ndarray:
+    """Out-of-fold correctness of the probe. A fold whose training scenarios hold one class (a class that occurs in
+    one scenario only, after grouping by scenario) gets the constant probe of that class, which is what it learns
+    there (scikit-learn's LogisticRegression refuses one class)."""
     probe = make_pipeline(StandardScaler(), LogisticRegression(C=REGULARISATION_C, max_iter=2000, random_state=seed))
-    predicted = cross_val_predict(probe, features, labels, cv=splits)
+    predicted = np.empty(len(labels), dtype=labels.dtype)
+    for train, test in splits:
+        seen = np.unique(labels[train])
+        if len(seen) == 1:
+            predicted[test] = seen[0]
+        else:
+            predicted[test] = clone(probe).fit(features[train], labels[train]).predict(features[test])
     return (predicted == labels).astype(float)
 
 

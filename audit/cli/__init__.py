@@ -1,7 +1,7 @@
 """The ``audit`` command line: parse flags, call one library function, map outcomes to exit codes.
 
 One module per command group: ``run``, ``explain``, ``report`` (and ``schema``), ``integrity`` (``verify``,
-``sign``, ``keygen``), ``diff`` and ``catalog`` (``suites``, ``policy``). Each imports the library only inside
+``sign``, ``keygen``), ``diff``, ``compare`` and ``catalog`` (``suites``, ``policy``). Each imports the library only inside
 its command, so ``audit --help`` and ``audit suites list`` start without torch, transformers, captum or shap.
 
 Exit codes: 0 every blocking control passed; 1 a blocking control failed; 4 inconclusive: no blocking control
@@ -17,7 +17,7 @@ import traceback
 
 import click
 
-from audit.cli import catalog, diff, explain, integrity, report, run
+from audit.cli import catalog, compare, diff, explain, integrity, report, run
 from audit.errors import AuditError
 
 INTERNAL_ERROR = 3
@@ -51,6 +51,6 @@ def main():
     """Explainability and compliance audits of open-source transformer models."""
 
 
-for command in (run.run, explain.explain, report.report, integrity.verify, report.schema, diff.diff,
+for command in (run.run, explain.explain, report.report, integrity.verify, report.schema, diff.diff, compare.compare,
                 integrity.keygen, integrity.sign, catalog.suites, catalog.policy):
     main.add_command(command)

@@ -37,3 +37,34 @@ def environment(*, seed: int, device: str, dtype: str, command_line: list[str] |
         "dtype": dtype,
         "command_line": command_line if command_line is not None else [os.path.basename(sys.argv[0]), *sys.argv[1:]],
     }
+
+
+def reset_peak_memory() -> None:
+    """Start a new peak of the process's resident memory: Linux resets VmHWM when 5 is written to
+    /proc/self/clear_refs (proc(5)), so each audit of ``audit run --model A --model B`` records its own peak.
+    Elsewhere nothing is reset and the peak is the process's."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:
+        pass
+
+
+def peak_memory_bytes() -> int | None:
+    """Peak resident memory since ``reset_peak_memory`` (VmHWM of /proc/self/status), else the process's peak
+    (``resource.getrusage``: kilobytes on Linux, bytes on macOS); None where neither is available."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import resource
+        import sys
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    except (ImportError, OSError):
+        return None
+    return int(peak if sys.platform == "darwin" else peak * 1024)

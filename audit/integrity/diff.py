@@ -47,8 +47,8 @@ def diff_bundles(base: EvidenceBundle, candidate: EvidenceBundle) -> dict[str, A
         "fingerprints": _fingerprints(base, candidate),
         "controls": controls,
         "change_ci_method": "normal approximation: se = CI width / (2 x 1.96) per audit, independent samples",
-        "attribution_drift": _attribution_drift(base, candidate),
-        "adverse_action": _reasons(base, candidate),
+        "attribution_drift": attribution_drift(base, candidate),
+        "adverse_action": reason_changes(base, candidate),
         "verdict": {"status": "regressed" if regressed else "no regression", "exit_code": 1 if regressed else 0,
                     "regressed_controls": regressed},
     }
@@ -120,7 +120,7 @@ def _standard_error(ci: list | None) -> float | None:
     return (ci[1] - ci[0]) / (2 * Z95)
 
 
-def _attribution_drift(base: EvidenceBundle, candidate: EvidenceBundle) -> list[dict[str, Any]]:
+def attribution_drift(base: EvidenceBundle, candidate: EvidenceBundle) -> list[dict[str, Any]]:
     drift = []
     main_base, main_candidate = base.attributions or {}, candidate.attributions or {}
     if main_base.get("method") and main_base.get("method") == main_candidate.get("method"):
@@ -160,7 +160,7 @@ def _drift(method: str, title: str | None, over: str, before: dict, after: dict)
     }
 
 
-def _reasons(base: EvidenceBundle, candidate: EvidenceBundle) -> dict[str, Any] | None:
+def reason_changes(base: EvidenceBundle, candidate: EvidenceBundle) -> dict[str, Any] | None:
     if not base.adverse_action or not candidate.adverse_action:
         return None
     before = {c["case_id"]: [r["factor"] for r in c["reasons"]] for c in base.adverse_action["cases"]}

@@ -178,6 +178,8 @@ def with_adapter(base: LoadedModel, spec: ModelSpec, *, allow_pickle: bool, log:
         "spec_kind": "adapter",
         "base_id": base.fingerprint["id"],
         "parameters": int(sum(p.numel() for p in merged.parameters())),
+        "parameter_bytes": parameter_bytes(merged),
+        "weight_bytes": (base.fingerprint.get("weight_bytes") or 0) + sum(path.stat().st_size for path in weights),
         "adapter": {
             **adapter,
             "base_spec": spec.base.text,
@@ -295,7 +297,7 @@ def converted_gguf_folder(gguf_path: Path, cache_root: Path, log: Callable[[str]
     folder = cache_root / "gguf" / digest
     record_path = folder / CONVERSION_RECORD
     if record_path.is_file() and (folder / CONVERTED_WEIGHTS).is_file():
-        return folder, json.loads(record_path.read_text())
+        return folder, {**json.loads(record_path.read_text()), "bytes": gguf_path.stat().st_size}
 
     check_gguf(gguf_path)
     log(f"converting {gguf_path.name} to safetensors once (cached in {folder})")
@@ -317,6 +319,7 @@ def converted_gguf_folder(gguf_path: Path, cache_root: Path, log: Callable[[str]
     save_model(model, str(staging / CONVERTED_WEIGHTS))
     record = {"file": gguf_path.name, "sha256": digest, "license": _gguf_license(gguf_path)}
     (staging / CONVERSION_RECORD).write_text(json.dumps(record, indent=2))
+    record["bytes"] = gguf_path.stat().st_size
     try:
         os.replace(staging, folder)
     except OSError:  # another process converted it first
@@ -329,6 +332,11 @@ def _gguf_license(gguf_path: Path) -> str | None:
 
     field = GGUFReader(gguf_path).fields.get("general.license")
     return None if field is None else str(field.contents())
+
+
+def parameter_bytes(model) -> int:
+    """Bytes the model's parameters hold in memory at the dtype it was loaded in."""
+    return int(sum(p.numel() * p.element_size() for p in model.parameters()))
 
 
 def fingerprint_model(
@@ -363,6 +371,8 @@ def fingerprint_model(
         "architecture": (getattr(config, "architectures", None) or [type(model).__name__])[0],
         "model_type": getattr(config, "model_type", None),
         "parameters": int(sum(p.numel() for p in model.parameters())),
+        "parameter_bytes": parameter_bytes(model),
+        "weight_bytes": (source_gguf or {}).get("bytes") or sum((folder / name).stat().st_size for name in weights),
         "layers": getattr(config, "num_hidden_layers", None),
         "dtype": dtype,
         "license": _license(folder, spec, source_gguf),

@@ -84,6 +84,23 @@ def fmt_parameters(value: int | None) -> str:
     return str(value)
 
 
+def fmt_bytes(value: int | None) -> str:
+    """A size in binary units: 106_000_000 -> "101.1 MiB"."""
+    if value is None:
+        return NA
+    for size, unit in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if value >= size:
+            return f"{value / size:.1f}{NBSP}{unit}"
+    return f"{value}{NBSP}B"
+
+
+def fmt_p(value: float | None) -> str:
+    """A p-value: "0.032", "< 0.001"."""
+    if value is None:
+        return NA
+    return f"<{NBSP}0.001" if value < 0.001 else f"{value:.3f}"
+
+
 def fmt_seconds(value: float | None) -> str:
     """A duration: "25.6 s" or "3 min 12 s"."""
     if value is None:
@@ -157,6 +174,11 @@ FILTERS = {
     "int": fmt_int,
     "parameters": fmt_parameters,
     "seconds": fmt_seconds,
+    "bytes": fmt_bytes,
+    "value": fmt_value,
+    "interval": fmt_interval,
+    "threshold": fmt_threshold,
+    "p": fmt_p,
     "date": fmt_date,
     "timestamp": fmt_timestamp,
     "status_class": status_class,

@@ -30,12 +30,12 @@ sex), the combination of its first two (race x sex) is analysed too
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from typing import Any
 
 import numpy as np
 
 from audit.controls.answer_reliability import MASS_FLOOR
+from audit.controls.groups import group_members, scenario_shifts
 from explainers.intervals import MIN_SCENARIOS_FOR_CI, bootstrap_ci, wilson
 from audit.wording import INTERSECTION
 from audit.errors import ModelSpecError
@@ -114,30 +114,19 @@ def counterfactual_statistics(
         attribute = suite.attribute(attribute_name)
         label = INTERSECTION.join(props)
 
-        def group_of(record, props=props):
-            return INTERSECTION.join(record["groups"][p] for p in props)
-
         reference = INTERSECTION.join(attribute.baseline.groups[p] for p in props)
         varied = [r for r in records if r["attribute"] == attribute_name]
-        # The baseline cases belong to the reference group of every attribute they carry.
-        members: dict[str, list[dict]] = defaultdict(list)
-        for record in varied + list(baselines.values()):
-            if record["attribute"] is None and attribute_name not in record["protected_slots"]:
-                continue
-            members[group_of(record)].append(record)
         if not varied:
             continue
+        members = group_members(records, attribute_name, props)
+        shifts = scenario_shifts(records, attribute_name, props, reference, scenarios)
         group_names = [reference] + sorted(g for g in members if g != reference)
         rates_by_scenario = {
             g: np.array([_rate([r for r in members[g] if r["pair_id"] == s]) for s in scenarios]) for g in group_names
         }
-        mean_scores = {
-            g: np.array([_mean_score([r for r in members[g] if r["pair_id"] == s]) for s in scenarios])
-            for g in group_names
-        }
         groups = [
             _group_statistics(
-                g, reference, members[g], baselines, scenarios, rates_by_scenario, mean_scores,
+                g, reference, members[g], baselines, rates_by_scenario, shifts[g],
                 seed=seed, n_resamples=n_resamples, confidence=confidence,
             )
             for g in group_names
@@ -181,10 +170,6 @@ def counterfactual_statistics(
     }
 
 
-def _mean_score(records: list[dict]) -> float:
-    return float(np.mean([r["score"] for r in records])) if records else float("nan")
-
-
 def _rate(records: list[dict]) -> float:
     if not records:
         return float("nan")
@@ -196,9 +181,8 @@ def _group_statistics(
     reference: str,
     members: list[dict],
     baselines: dict[str, dict],
-    scenarios: list[str],
     rates_by_scenario: dict[str, np.ndarray],
-    mean_scores: dict[str, np.ndarray],
+    gaps: np.ndarray,
     *,
     seed: int,
     n_resamples: int,
@@ -209,13 +193,7 @@ def _group_statistics(
     flips = sum(
         decision_of(r["score"]) != decision_of(baselines[r["pair_id"]]["score"]) for r in counterfactuals
     )
-    if is_reference:
-        # The reference group's other values against the baseline case: name-to-name noise.
-        own = np.array([_mean_score([r for r in counterfactuals if r["pair_id"] == s]) for s in scenarios])
-        gaps = own - np.array([baselines[s]["score"] for s in scenarios])
-    else:
-        gaps = mean_scores[group] - mean_scores[reference]
-    gaps = gaps[np.isfinite(gaps)]
+    gaps = gaps[np.isfinite(gaps)]  # per scenario (audit.controls.groups.scenario_shifts)
     mean_shift = float(gaps.mean()) if len(gaps) else None
     shift_ci = (
         bootstrap_ci(len(gaps), lambda idx: gaps[idx].mean(-1), seed=seed, n_resamples=n_resamples, confidence=confidence)
@@ -234,7 +212,7 @@ def _group_statistics(
         best = means.max(axis=0)
         return np.where(best > 0, means[row] / np.where(best > 0, best, 1.0), none_approved)
 
-    ratio = float(impact(np.arange(len(scenarios)), none_approved=np.nan))
+    ratio = float(impact(np.arange(rates.shape[1]), none_approved=np.nan))
     return {
         "group": group,
         "is_reference": is_reference,
@@ -247,5 +225,5 @@ def _group_statistics(
         "flip_ci": wilson(flips, len(counterfactuals), confidence),
         "approval_rate": float(np.nanmean(rates_by_scenario[group])),
         "impact_ratio": None if math.isnan(ratio) else ratio,
-        "impact_ci": bootstrap_ci(len(scenarios), impact, seed=seed, n_resamples=n_resamples, confidence=confidence),
+        "impact_ci": bootstrap_ci(rates.shape[1], impact, seed=seed, n_resamples=n_resamples, confidence=confidence),
     }

@@ -143,3 +143,17 @@ def test_probe_finds_the_attribute_where_a_trained_layer_wrote_it_and_nowhere_in
     untrained = probe_layers(*recorded_states(tiny_llama(trained=False)), seed=0)
     assert selective_depths(untrained) == []
     assert max(layer["accuracy"] for layer in untrained["layers"]) < 0.7
+
+
+def test_a_class_seen_in_one_scenario_only_is_probed_without_a_crash():
+    """A model that approves everyone but in one scenario: grouped folds train on one class; the probe of such a
+    fold predicts that class instead of refusing the data (a fine-tune that approves nearly everyone crashed)."""
+    rng = np.random.default_rng(0)
+    groups = [f"s{i // 10}" for i in range(60)]
+    labels = ["favourable"] * 60
+    labels[3], labels[7] = "unfavourable", "unfavourable"  # both in scenario s0
+    states = rng.normal(size=(60, 2, 8))
+    found = probe_layers(states, labels, groups, [f"w{i}" for i in range(60)], seed=0)
+    assert found["evaluated"]
+    assert all(0.0 <= layer["accuracy"] <= 1.0 for layer in found["layers"])
+    assert found["layers"][0]["accuracy"] >= 58 / 60 - 1e-9  # every favourable case out of the s0 fold is right
