@@ -95,10 +95,10 @@ def fmt_bytes(value: int | None) -> str:
 
 
 def fmt_p(value: float | None) -> str:
-    """A p-value: "0.032", "< 0.001"."""
+    """A p-value with its relation, to follow "p": "= 0.032", "< 0.001", "n/a" (no discordant case to test)."""
     if value is None:
         return NA
-    return f"<{NBSP}0.001" if value < 0.001 else f"{value:.3f}"
+    return f"<{NBSP}0.001" if value < 0.001 else f"={NBSP}{value:.3f}"
 
 
 def fmt_seconds(value: float | None) -> str:
