@@ -194,3 +194,21 @@ def test_the_relation_of_two_models_is_read_from_their_fingerprints(change, expe
     reference = {"id": "a", "weights": {"model.safetensors": "w"}, "tokenizer": {"tokenizer.json": "t"},
                  "config_sha256": "c", "chat_template_sha256": "h", "source_gguf": None, "dtype": "float32"}
     assert relation(reference, {**reference, **change}) == expected
+
+
+def test_run_with_two_models_writes_two_verifiable_audits_and_their_comparison(tiny_llama_dir, tmp_path):
+    copy = shutil.copytree(tiny_llama_dir, tmp_path / "copy-of-tiny")
+    out = tmp_path / "out"
+    result = cli("run", "--model", tiny_llama_dir, "--model", copy, "--limit", 1, "--ig-steps", 2, "--methods", "ig",
+                 "--patching-pairs", 1, "--format-sensitivity", "off", "--out", out, "--junit", tmp_path / "ci.xml")
+    assert result.exit_code == 0, result.output
+    folders = sorted(p.name for p in out.iterdir())
+    assert folders == ["1-" + Path(tiny_llama_dir).name.replace("_", "-").lower(), "2-copy-of-tiny", "compare"]
+    for folder in folders[:2]:
+        assert cli("verify", out / folder).exit_code == 0
+    found = json.loads((out / "compare" / "compare.json").read_text())
+    assert [m["label"] for m in found["models"]] == folders[:2]
+    assert found["candidates"][0]["relation"] == "same model"
+    assert (tmp_path / "ci.xml").read_bytes() == (out / "compare" / "junit.xml").read_bytes()
+    result = cli("run", "--model", copy, "--model", copy, "--out", tmp_path / "twice")
+    assert result.exit_code == 2 and "--model" in result.output and not (tmp_path / "twice").exists()

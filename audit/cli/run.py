@@ -24,8 +24,10 @@ def _pair_count(ctx, param, value: str) -> int | None:
 
 
 @click.command()
-@click.option("--model", default=DEFAULT_MODEL, show_default=True,
-              help="Bundled alias, local Hugging Face folder, .gguf file, or hub id already in the local cache.")
+@click.option("--model", "models", multiple=True, default=(DEFAULT_MODEL,), show_default=True,
+              help="Bundled alias, local Hugging Face folder, .gguf file, adapter folder, or hub id already in the "
+              "local cache. Repeat it to audit several models one after another, each into its own folder of "
+              "--out (N-NAME), and compare them against the first (--out/compare, as `audit compare`).")
 @click.option("--base-model", default=None,
               help="With an adapter folder as --model: its base model (any --model form); default: the adapter "
               "config's base_model_name_or_path, as a local folder or a hub id in the local cache.")
@@ -70,7 +72,7 @@ def _pair_count(ctx, param, value: str) -> int | None:
               "~/.cache/oss-model-audit/results).")
 @click.option("--junit", default=None, type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the controls as JUnit XML here (junit.xml is always written into --out).")
-def run(model, base_model, suite, rows, policy, out, limit, seed, device, dtype, device_map, ig_tolerance, ig_max_steps, ig_steps,
+def run(models, base_model, suite, rows, policy, out, limit, seed, device, dtype, device_map, ig_tolerance, ig_max_steps, ig_steps,
         methods, patching_pairs, jurisdiction, format_sensitivity, allow_pickle, trust_remote_code, no_cache, cache_dir,
         junit):
     """Audit a model on a suite and write the evidence bundle and PDF report.
@@ -80,15 +82,59 @@ def run(model, base_model, suite, rows, policy, out, limit, seed, device, dtype,
     """
     from audit.pipeline import run as run_audit
 
-    result = run_audit(options=RunOptions(
-        model=model, base_model=base_model, suite=suite, rows=rows, policy=policy, out=out, limit=limit, seed=seed, device=device, dtype=dtype,
-        device_map=device_map, ig_steps=ig_steps, ig_tolerance=ig_tolerance, ig_max_steps=ig_max_steps,
-        methods=methods, patching_pairs=patching_pairs, jurisdiction=jurisdiction,
-        format_sensitivity=format_sensitivity, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
-        cache=not no_cache, cache_dir=cache_dir, junit=junit, command_line=["audit", *sys.argv[1:]],
-    ))
-    click.echo(summary_table(result.bundle.controls, result.bundle.verdict, result.paths.get("report.pdf")))
-    return result.exit_code
+    def audit_one(model: str, into: Path, junit_path: Path | None):
+        return run_audit(options=RunOptions(
+            model=model, base_model=base_model, suite=suite, rows=rows, policy=policy, out=into, limit=limit,
+            seed=seed, device=device, dtype=dtype, device_map=device_map, ig_steps=ig_steps,
+            ig_tolerance=ig_tolerance, ig_max_steps=ig_max_steps, methods=methods, patching_pairs=patching_pairs,
+            jurisdiction=jurisdiction, format_sensitivity=format_sensitivity, allow_pickle=allow_pickle,
+            trust_remote_code=trust_remote_code, cache=not no_cache, cache_dir=cache_dir, junit=junit_path,
+            command_line=["audit", *sys.argv[1:]],
+        ))
+
+    if len(models) == 1:
+        result = audit_one(models[0], out, junit)
+        click.echo(summary_table(result.bundle.controls, result.bundle.verdict, result.paths.get("report.pdf")))
+        return result.exit_code
+    return run_several(models, out, junit, audit_one)
+
+
+def model_folders(models: tuple[str, ...], out: Path) -> list[Path]:
+    """``out/1-NAME``, ``out/2-NAME``, ...: NAME from the model's alias or its path's last part."""
+    from audit.suites.expand import slugify
+
+    return [out / f"{i}-{slugify(Path(model.rstrip('/')).name or model)}" for i, model in enumerate(models, 1)]
+
+
+def run_several(models: tuple[str, ...], out: Path, junit: Path | None, audit_one) -> int:
+    """Audit each model into its own folder, then compare them against the first; the exit code is the
+    comparison's (1 when a candidate fails a blocking control the first model passes), each folder a complete,
+    verifiable audit."""
+    import shutil
+
+    from audit.cli.compare import comparison_lines
+    from audit.integrity.compare import write_compare
+
+    from audit.models.spec import parse_model_spec
+
+    if len(set(models)) != len(models):
+        raise click.BadParameter("the same model is given twice", param_hint="'--model'")
+    for model in models:  # every spec resolves before the first audit starts
+        parse_model_spec(model)
+    if out.parent.is_dir():
+        out.mkdir(exist_ok=True)
+    folders = model_folders(models, out)
+    for model, folder in zip(models, folders):
+        click.echo(f"== {model} -> {folder}")
+        result = audit_one(model, folder, None)
+        click.echo(summary_table(result.bundle.controls, result.bundle.verdict, result.paths.get("report.pdf")))
+    found, paths = write_compare(folders, out / "compare")
+    click.echo(comparison_lines(found))
+    click.echo(f"compare: {found['verdict']['status']}; {paths['compare.pdf']}")
+    if junit is not None:
+        junit.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(paths["junit.xml"], junit)
+    return found["verdict"]["exit_code"]
 
 
 def summary_table(controls: list[dict], verdict: dict, pdf: Path | None) -> str:
