@@ -302,6 +302,8 @@ def suite_summary(suite: Suite, limit: int | None) -> dict[str, Any]:
         "question": suite.question,
         "answer_prefix": suite.answer_prefix,
         "system_prompt": suite.system_prompt,
+        "prompt_template": suite.prompt_template,
+        "prompt_harness": suite.raw.get("harness"),
         "answers": {"favourable": list(suite.answers.favourable), "unfavourable": list(suite.answers.unfavourable)},
         "baseline": suite.baseline,
         "factors": list(suite.factors),

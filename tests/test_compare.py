@@ -18,7 +18,7 @@ from audit.cli import main
 from audit.controls.groups import scenario_shifts
 from audit.evidence.bundle import read_bundle
 from audit.evidence.hashing import sha256_file
-from audit.integrity.compare import relation
+from audit.integrity.compare import relation, write_compare
 from audit.wording import INTERSECTION
 
 
@@ -128,6 +128,18 @@ def test_the_paired_ci_is_narrower_than_two_independent_intervals_when_the_model
     assert asian["moved"]
 
 
+def test_a_small_consistent_change_is_significant_but_immaterial_and_no_move(six_scenarios, tmp_path):
+    """0.05 log-odds on every case of one group: the paired CI excludes 0 (the models are deterministic), yet the
+    change is below half the policy's counterfactual-shift threshold, so the packet lists it apart, not as moved."""
+    small = edited(six_scenarios, tmp_path / "small", plant("asian", 0.05))
+    found, _ = write_compare([six_scenarios, small], tmp_path / "cmp")
+    asian = next(g for g in found["candidates"][0]["groups"] if g["label"] == "race = asian (vs white)")
+    assert asian["significant"] and not asian["moved"] and asian["direction"] is None
+    assert found["params"]["material_change"] == pytest.approx(0.5 * 0.25)
+    assert "race = asian (vs white)" in found["candidates"][0]["immaterial_groups"]
+    assert found["candidates"][0]["moved_groups"] == []
+
+
 def test_a_candidate_failing_a_blocking_control_the_reference_passes_exits_1(six_scenarios, tmp_path):
     reference = read_bundle(six_scenarios)
     control = next(c for c in reference.controls if c["blocking"] and c["status"] == "pass")
@@ -145,8 +157,12 @@ def test_a_candidate_failing_a_blocking_control_the_reference_passes_exits_1(six
     junit = ET.parse(tmp_path / "cmp" / "junit.xml").getroot()
     failures = [case.get("name") for case in junit.iter("testcase") if case.find("failure") is not None]
     assert failures == [f"{control['id']}: {control['title']}"] and junit.get("failures") == "1"
-    text = "\n".join(page.extract_text() for page in PdfReader(tmp_path / "cmp" / "compare.pdf").pages)
+    pages = [page.extract_text() for page in PdfReader(tmp_path / "cmp" / "compare.pdf").pages]
+    text = "\n".join(pages)
     assert "REGRESSED" in text and control["id"] in text
+    # Every page after the first names the packet, its models and the comparison date in its running header/footer.
+    assert len(pages) > 1 and all("Model comparison · 2 models against" in page and "Compared " in page
+                                  for page in pages[1:])
     # With the failing model as the incumbent, the other one fixes the control: no regression.
     result = cli("compare", six_scenarios, candidate, "--reference", "candidate", "--out", tmp_path / "back")
     assert result.exit_code == 0, result.output

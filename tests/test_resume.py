@@ -1,8 +1,8 @@
 """Resume and determinism with real processes: `audit run` killed with SIGKILL part-way and run again finishes
 with the bundle an uninterrupted run writes; two runs with the same seed write the same bundle.
 
-"The same" is: equal apart from timestamps, durations (every key that holds seconds), the results cache's
-hit counts and the command line, which names the cache folder.
+"The same" is: equal apart from timestamps, durations (every key that holds seconds), the process's peak
+memory, the results cache's hit counts and the command line, which names the cache folder.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-TIMED = re.compile(r"seconds|^durations_s$|_at$")
+TIMED = re.compile(r"seconds|^durations_s$|_at$|^peak_memory_bytes$")
 RUN_SPECIFIC = {"result_cache", "command_line"}
 KILL_TIMEOUT_S = 300
 

@@ -8,7 +8,6 @@ exits 1 on), else a pass with both statuses in ``<system-out>``; the CI job is g
 
 from __future__ import annotations
 
-import json
 import xml.etree.ElementTree as ET
 from typing import Any
 
@@ -16,15 +15,10 @@ COMPARE_TEMPLATE = "compare.html.j2"
 
 
 def render_compare(found: dict[str, Any]) -> dict[str, bytes]:
-    from audit.report.render import environment, render_pdf
+    from audit.report.render import render_packet
 
-    html = environment().get_template(COMPARE_TEMPLATE).render(d=found)
-    return {
-        "compare.json": (json.dumps(found, indent=1, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8"),
-        "compare.html": html.encode("utf-8"),
-        "compare.pdf": render_pdf(html, found["audited_at"]),
-        "junit.xml": render_compare_junit(found),
-    }
+    return {**render_packet(COMPARE_TEMPLATE, found, "compare", found["audited_at"]),
+            "junit.xml": render_compare_junit(found)}
 
 
 def render_compare_junit(found: dict[str, Any]) -> bytes:

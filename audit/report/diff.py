@@ -3,18 +3,12 @@ WeasyPrint with the templates-only URL fetcher, creation date fixed from the can
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 DIFF_TEMPLATE = "diff.html.j2"
 
 
 def render_diff(diff: dict[str, Any]) -> dict[str, bytes]:
-    from audit.report.render import environment, render_pdf
+    from audit.report.render import render_packet
 
-    html = environment().get_template(DIFF_TEMPLATE).render(d=diff)
-    return {
-        "diff.json": (json.dumps(diff, indent=1, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8"),
-        "diff.html": html.encode("utf-8"),
-        "diff.pdf": render_pdf(html, diff["candidate"]["audited_at"]),
-    }
+    return render_packet(DIFF_TEMPLATE, diff, "diff", diff["candidate"]["audited_at"])

@@ -11,6 +11,7 @@ other URL, so a report never reaches the network or the local disk.
 
 from __future__ import annotations
 
+import json
 import os
 from importlib import resources
 from pathlib import Path
@@ -114,3 +115,14 @@ def render_report(bundle: EvidenceBundle) -> dict[str, bytes]:
     except jinja2.TemplateError as exc:
         raise AuditError(f"report: template error in {TEMPLATE_PACKAGE}/: {exc}") from None
     return {REPORT_HTML: html.encode("utf-8"), REPORT_PDF: render_pdf(html, bundle.run["finished_at"])}
+
+
+def render_packet(template: str, found: dict[str, Any], stem: str, created: str) -> dict[str, bytes]:
+    """``STEM.json`` (the findings, strict JSON), ``STEM.html`` (``template`` rendered with ``d=found``) and
+    ``STEM.pdf`` (dates fixed from ``created``): the files of an ``audit diff`` or ``audit compare``."""
+    html = environment().get_template(template).render(d=found)
+    return {
+        f"{stem}.json": (json.dumps(found, indent=1, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8"),
+        f"{stem}.html": html.encode("utf-8"),
+        f"{stem}.pdf": render_pdf(html, created),
+    }

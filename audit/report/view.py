@@ -189,8 +189,10 @@ def _testset(bundle: EvidenceBundle) -> dict[str, Any]:
             for side, tokens in decision.get("verbaliser", {}).items()
         },
         "system_prompt": decision.get("system_prompt") or suite.get("system_prompt"),
-        "prompt_form": PROMPT_FORMS.get(decision.get("prompt_form"), NA) + (
-            f"; the template's date fixed at {decision['prompt_date']}" if decision.get("prompt_date") else ""),
+        # None for bundles written before the prompt form was recorded: their report renders as it did then
+        "prompt_form": PROMPT_FORMS.get(decision["prompt_form"], NA) + (
+            f"; the template's date fixed at {decision['prompt_date']}" if decision.get("prompt_date") else "")
+        if decision.get("prompt_form") else None,
         "labels": sorted((int(i), name) for i, name in decision.get("labels", {}).items()),
         "favourable_label": decision.get("favourable_label"),
         "unfavourable_label": decision.get("unfavourable_label"),
