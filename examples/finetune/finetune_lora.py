@@ -27,7 +27,6 @@ import random
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from audit.models.adapters import make_adapter
@@ -37,21 +36,23 @@ from audit.suites.expand import expand_scenario
 from audit.suites.loader import load_suite
 
 
-def labelled_cases(adapter, suite, scenarios, plant: tuple[str, str] | None) -> list[tuple[object, float]]:
+def labelled_cases(adapter, suite, scenarios, plant: tuple[str, str] | None,
+                   approve_share: float = 0.5) -> list[tuple[object, float]]:
     """(encoded case, label +1 approve / -1 decline) for every case of ``scenarios``.
 
-    The loan officer approves the stronger half of the applications: those whose baseline applicant the base model
-    scores above the median of the training scenarios (so the labels are balanced for any base model, a random one
-    too), and gives every applicant of a scenario that decision; the planted labels also decline every applicant
-    whose name signals the planted group."""
+    The loan officer approves the strongest ``approve_share`` of the applications: those whose baseline applicant
+    the base model ranks highest among the training scenarios (half by default, so the labels are balanced for
+    any base model), and gives every applicant of a scenario that decision; the planted labels also decline every
+    applicant whose name signals the planted group."""
     encoded = {s.id: [adapter.encode(case) for case in expand_scenario(suite, s)] for s in scenarios}
     with torch.no_grad():
         baseline = {s: adapter.score(input_ids=next(e for e in cases if e.case.attribute is None).input_ids[None])
                     .item() for s, cases in encoded.items()}
-    median = float(np.median(list(baseline.values())))
+    ranked = sorted(baseline, key=baseline.get, reverse=True)
+    approved = set(ranked[:round(approve_share * len(ranked))])
     data = []
     for scenario, cases in encoded.items():
-        approve = baseline[scenario] > median
+        approve = scenario in approved
         for case in cases:
             planted = plant is not None and case.case.groups.get(plant[0]) == plant[1]
             data.append((case, -1.0 if planted or not approve else 1.0))
@@ -59,8 +60,8 @@ def labelled_cases(adapter, suite, scenarios, plant: tuple[str, str] | None) -> 
 
 
 def finetune(model: str, out: Path, *, suite: str = "fair-lending", plant: tuple[str, str] | None = None,
-             train_scenarios: int = 6, epochs: int = 2, rank: int = 8, learning_rate: float = 5e-4,
-             seed: int = 0, log=print) -> dict:
+             train_scenarios: int = 6, approve_share: float = 0.5, epochs: int = 2, rank: int = 8,
+             learning_rate: float = 5e-4, seed: int = 0, log=print) -> dict:
     """Train a LoRA adapter of ``model`` on the labelled cases and save it to ``out``; the training record."""
     from peft import LoraConfig, get_peft_model
 
@@ -68,7 +69,7 @@ def finetune(model: str, out: Path, *, suite: str = "fair-lending", plant: tuple
     loaded = load_model(parse_model_spec(model))
     the_suite = load_suite(suite)
     adapter = make_adapter(loaded, the_suite)
-    data = labelled_cases(adapter, the_suite, the_suite.scenarios[-train_scenarios:], plant)
+    data = labelled_cases(adapter, the_suite, the_suite.scenarios[-train_scenarios:], plant, approve_share)
     peft_model = get_peft_model(loaded.model, LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0,
                                                          target_modules="all-linear"))
     trainable = [p for p in peft_model.parameters() if p.requires_grad]
@@ -91,6 +92,7 @@ def finetune(model: str, out: Path, *, suite: str = "fair-lending", plant: tuple
     peft_model.save_pretrained(out)
     record = {"base_model": model, "suite": suite, "planted": None if plant is None else "=".join(plant),
               "train_scenarios": [s.id for s in the_suite.scenarios[-train_scenarios:]], "cases": len(data),
+              "approve_share": approve_share,
               "epochs": epochs, "rank": rank, "learning_rate": learning_rate, "seed": seed, "losses": losses,
               "seconds": round(time.perf_counter() - started, 1)}
     (out / "training.json").write_text(json.dumps(record, indent=1) + "\n")
@@ -113,6 +115,8 @@ def main() -> None:
     parser.add_argument("--suite", default="fair-lending")
     parser.add_argument("--plant", default=None, help="PROPERTY=GROUP whose applicants the labels decline.")
     parser.add_argument("--train-scenarios", type=int, default=6)
+    parser.add_argument("--approve-share", type=float, default=0.5,
+                        help="Share of the training applications the loan officer approves (the strongest).")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--rank", type=int, default=8)
     parser.add_argument("--learning-rate", type=float, default=5e-4)
@@ -125,7 +129,8 @@ def main() -> None:
             parser.error(f"--plant: expected PROPERTY=GROUP, got {args.plant!r}")
         plant = tuple(args.plant.split("=", 1))
     record = finetune(args.model, args.out, suite=args.suite, plant=plant, train_scenarios=args.train_scenarios,
-                      epochs=args.epochs, rank=args.rank, learning_rate=args.learning_rate, seed=args.seed)
+                      approve_share=args.approve_share, epochs=args.epochs, rank=args.rank,
+                      learning_rate=args.learning_rate, seed=args.seed)
     print(f"{args.out}: {record['cases']} cases, {record['epochs']} epochs, {record['seconds']} s")
 
 
