@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from audit.models.adapters import make_adapter
+from audit.options import DEFAULT_MODEL
 from audit.models.loading import load_model
 from audit.models.spec import parse_model_spec
 from audit.suites.expand import expand_scenario
@@ -111,7 +112,7 @@ def _point_at_base(out: Path, model: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="smollm2", help="The base model (any audit --model form).")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="The base model (any audit --model form).")
     parser.add_argument("--suite", default="fair-lending")
     parser.add_argument("--plant", default=None, help="PROPERTY=GROUP whose applicants the labels decline.")
     parser.add_argument("--train-scenarios", type=int, default=6)

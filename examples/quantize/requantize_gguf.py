@@ -1,6 +1,7 @@
 """Write a GGUF file of another quantisation type from an existing one: the same model, quantised differently.
 
     python examples/quantize/requantize_gguf.py SOURCE.gguf OUT.gguf --type Q8_0
+    python examples/quantize/requantize_gguf.py smollm2-135m-instruct smollm2-q8_0.gguf   # the bundled model
 
 Every tensor stored in a block-quantised type is dequantised (gguf.quants) and quantised again in ``--type``;
 float tensors (norms) and the metadata (architecture, tokenizer, chat template) are copied unchanged, as
@@ -60,7 +61,7 @@ def requantize(source: Path, out: Path, target: GGMLQuantizationType) -> dict[st
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("source", type=Path)
+    parser.add_argument("source", help="A GGUF file, or a bundled alias (smollm2-135m-instruct).")
     parser.add_argument("out", type=Path)
     parser.add_argument("--type", default="Q8_0", help="Q8_0, Q4_0, Q5_0, Q5_1, Q4_1 (default Q8_0)")
     args = parser.parse_args(argv)
@@ -68,9 +69,14 @@ def main(argv: list[str] | None = None) -> int:
         target = GGMLQuantizationType[args.type]
     except KeyError:
         parser.error(f"--type: {args.type!r} is not a GGML quantisation type")
-    if not args.source.is_file():
-        parser.error(f"{args.source}: no such file")
-    counts = requantize(args.source, args.out, target)
+    source = Path(args.source)
+    if not source.is_file():
+        from audit.models.spec import BUNDLED_MODELS, parse_model_spec
+
+        if args.source not in BUNDLED_MODELS:
+            parser.error(f"{args.source}: no such file, nor a bundled alias ({', '.join(BUNDLED_MODELS)})")
+        source = parse_model_spec(args.source).path
+    counts = requantize(source, args.out, target)
     print(f"{args.out}: {counts['requantised']} tensors in {target.name}, {counts['copied']} copied")
     return 0
 
