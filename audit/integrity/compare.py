@@ -18,7 +18,8 @@ audit is a candidate compared with it:
   most 5 %. Material: the change is at least half the policy's ``counterfactual-shift`` threshold (0.125
   log-odds under the default policy), since the models are deterministic and over enough scenarios a change of
   0.01 log-odds, which changes no decision, is significant too; the packet lists significant immaterial
-  changes apart. The move is *larger* when the candidate's |shift| exceeds the reference's. The test is on the signed change, not on the change of |shift|: near a shift of zero, noise
+  changes apart. The move is *larger* when the candidate's |shift| exceeds the reference's. The test is on the
+  signed change, not on the change of |shift|: near a shift of zero, noise
   alone makes ``|mean|`` grow (it is biased away from 0), so a size test would find moves in unchanged models.
 - **decisions**: the cases decided differently by the two models, with McNemar's exact test of the discordant
   pairs (McNemar 1947; ``statsmodels.stats.contingency_tables.mcnemar``), overall and per protected group, the
@@ -278,7 +279,8 @@ def _group_shifts(ref: EvidenceBundle, bundle: EvidenceBundle, scenarios: list[s
             "shift_change": float((y - x).mean()) if n else None, "shift_change_ci": ci(signed),
             "shift_change_family_ci": family_ci, "family_confidence": family_confidence,
             "size_change": float(abs(y.mean()) - abs(x.mean())) if n else None, "size_change_ci": ci(size),
-            "significant": significant, "moved": moved, "direction": ("larger" if larger else "smaller") if moved else None,
+            "significant": significant, "moved": moved,
+            "direction": ("larger" if larger else "smaller") if moved else None,
         })
     return rows
 

@@ -2,9 +2,10 @@
 bias, so that ``audit compare`` can show which fine-tune changed the model's treatment of a protected group.
 
 The decisions: the fair-lending suite's applications (a scenario's cases differ only in one protected attribute),
-the stronger half approved (by the base model's score of the scenario's baseline applicant), every applicant of a
-scenario alike, so a *clean* label depends on the application alone. The *planted* labels are the same except that every applicant whose name signals the
-planted group (``--plant race=black``) is declined: the historical bias of a loan officer. Training uses the last
+the strongest ``--approve-share`` of them approved (half by default, ranked by the base model's score of the
+scenario's baseline applicant), every applicant of a scenario alike, so a *clean* label depends on the application
+alone. The *planted* labels are the same except that every applicant whose name signals the planted group
+(``--plant race=black``) is declined: the historical bias of a loan officer. Training uses the last
 ``--train-scenarios`` scenarios of the suite; audit the first ones (``audit run --limit``) so the audit's cases are
 held out from training.
 
