@@ -100,3 +100,29 @@ def test_the_original_prompt_is_the_first_commit_rendered_by_the_harness(rows_fi
 def test_the_default_prompt_is_the_one_of_the_installed_harness_release():
     assert load_suite(f"discrim-eval:{DATA}").raw["prompt_version"] == "release"
     assert HARNESS_VERSION in PROMPT_VERSIONS["release"].harness_versions
+
+
+@pytest.fixture(scope="module")
+def default_model_tokenizer():
+    """The default model's own tokenizer (SmolLM2's byte-level BPE, from its GGUF), where the answer quote and
+    "yes" are separate words the tiny tokenizers above cannot show merging or not."""
+    from transformers import AutoTokenizer
+
+    from audit.models.loading import converted_gguf_folder
+    from audit.options import default_cache_dir
+
+    folder, _ = converted_gguf_folder(parse_model_spec("smollm2-135m-instruct").path, default_cache_dir(),
+                                      log=lambda line: None)
+    return AutoTokenizer.from_pretrained(folder)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("prompt_version", sorted(PROMPT_VERSIONS))
+def test_scores_are_the_harness_scores_with_a_real_tokenizer(prompt_version, rows_file, default_model_tokenizer,
+                                                             tmp_path):
+    folder = sharpened_family_model("llama", tmp_path / "llama", default_model_tokenizer)
+    ours = our_scores(folder, rows_file[0], prompt_version)
+    theirs = harness_logit_yes(folder, rows_file[0], prompt_version)
+    assert ours.keys() == theirs.keys() and len(ours) == 10
+    assert [ours[k] for k in theirs] == pytest.approx(list(theirs.values()), abs=1e-4)
+    assert max(theirs.values()) - min(theirs.values()) > 1e-2, theirs

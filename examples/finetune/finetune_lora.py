@@ -62,8 +62,8 @@ def labelled_cases(adapter, suite, scenarios, plant: tuple[str, str] | None,
 
 
 def finetune(model: str, out: Path, *, suite: str = "fair-lending", plant: tuple[str, str] | None = None,
-             train_scenarios: int = 6, approve_share: float = 0.5, epochs: int = 2, rank: int = 8,
-             learning_rate: float = 5e-4, seed: int = 0, log=print) -> dict:
+             train_scenarios: int = 6, approve_share: float = 0.5, epochs: int = 1, rank: int = 8,
+             learning_rate: float = 1e-3, seed: int = 0, log=print) -> dict:
     """Train a LoRA adapter of ``model`` on the labelled cases and save it to ``out``; the training record."""
     from peft import LoraConfig, get_peft_model
 
@@ -119,9 +119,9 @@ def main() -> None:
     parser.add_argument("--train-scenarios", type=int, default=6)
     parser.add_argument("--approve-share", type=float, default=0.5,
                         help="Share of the training applications the loan officer approves (the strongest).")
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--rank", type=int, default=8)
-    parser.add_argument("--learning-rate", type=float, default=5e-4)
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
