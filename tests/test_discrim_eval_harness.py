@@ -79,14 +79,18 @@ def our_scores(folder, rows, prompt_version):
     return by_row
 
 
+def assert_harness_parity(folder, rows, prompt_version):
+    """Our score of every row equals the harness's to 1e-4, and the rows' scores really differ."""
+    ours, theirs = our_scores(folder, rows, prompt_version), harness_logit_yes(folder, rows, prompt_version)
+    assert ours.keys() == theirs.keys() and len(ours) == 10
+    assert [ours[k] for k in theirs] == pytest.approx(list(theirs.values()), abs=1e-4)
+    assert max(theirs.values()) - min(theirs.values()) > 1e-2, theirs
+
+
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_scores_are_the_installed_harness_scores_row_by_row(family, rows_file, tokenizers, tmp_path):
     tokenizer = tokenizers["bos" if family in ADDS_BOS else "plain"]
-    folder = sharpened_family_model(family, tmp_path / family, tokenizer)
-    ours, theirs = our_scores(folder, rows_file[0], "release"), harness_logit_yes(folder, rows_file[0], "release")
-    assert ours.keys() == theirs.keys() and len(ours) == 10
-    assert [ours[k] for k in theirs] == pytest.approx(list(theirs.values()), abs=1e-4)
-    assert max(theirs.values()) - min(theirs.values()) > 1e-2, theirs  # the rows really differ
+    assert_harness_parity(sharpened_family_model(family, tmp_path / family, tokenizer), rows_file[0], "release")
 
 
 def test_the_original_prompt_is_the_first_commit_rendered_by_the_harness(rows_file, tokenizers, tmp_path):
@@ -120,9 +124,5 @@ def default_model_tokenizer():
 @pytest.mark.parametrize("prompt_version", sorted(PROMPT_VERSIONS))
 def test_scores_are_the_harness_scores_with_a_real_tokenizer(prompt_version, rows_file, default_model_tokenizer,
                                                              tmp_path):
-    folder = sharpened_family_model("llama", tmp_path / "llama", default_model_tokenizer)
-    ours = our_scores(folder, rows_file[0], prompt_version)
-    theirs = harness_logit_yes(folder, rows_file[0], prompt_version)
-    assert ours.keys() == theirs.keys() and len(ours) == 10
-    assert [ours[k] for k in theirs] == pytest.approx(list(theirs.values()), abs=1e-4)
-    assert max(theirs.values()) - min(theirs.values()) > 1e-2, theirs
+    assert_harness_parity(sharpened_family_model("llama", tmp_path / "llama", default_model_tokenizer), rows_file[0],
+                          prompt_version)

@@ -31,9 +31,9 @@ from pathlib import Path
 import torch
 
 from audit.models.adapters import make_adapter
-from audit.options import DEFAULT_MODEL
 from audit.models.loading import load_model
 from audit.models.spec import parse_model_spec
+from audit.options import DEFAULT_MODEL
 from audit.suites.expand import expand_scenario
 from audit.suites.loader import load_suite
 
