@@ -51,3 +51,23 @@ def test_the_default_model_requantised_to_q8_0_is_the_same_model_at_another_prec
         else:
             assert new.tensor_type == old.tensor_type and np.array_equal(new.data, old.data)
     assert requantised > 100
+
+
+@pytest.mark.parametrize("arguments, named", [
+    (["{bundled}", "{out}", "--type", "Q4_K"], "'Q4_K' is not a type this script can write"),  # gguf only reads K-quants
+    (["{bundled}", "{out}", "--type", "q9"], "'q9' is not a type"),
+    (["{tmp}/nothing.gguf", "{out}"], "nothing.gguf: no such file, nor a bundled alias"),
+    (["{tmp}/notes.txt", "{out}"], "notes.txt: not a readable GGUF file"),
+    (["{bundled}", "{tmp}/absent/out.gguf"], "its folder"),
+    (["{bundled}"], "the following arguments are required: out"),
+])
+def test_bad_input_is_one_line_naming_it_with_exit_2_and_nothing_written(tmp_path, capsys, arguments, named):
+    (tmp_path / "notes.txt").write_text("not a model\n")
+    out = tmp_path / "out.gguf"
+    fill = {"bundled": "smollm2-135m-instruct", "out": str(out), "tmp": str(tmp_path)}
+    with pytest.raises(SystemExit) as stopped:
+        example().main([a.format(**fill) for a in arguments])
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and error.startswith("requantize_gguf.py: error: ") and named in error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]

@@ -23,11 +23,14 @@ from gguf import GGMLQuantizationType, GGUFReader, GGUFValueType, GGUFWriter, Ke
 from gguf.quants import dequantize, quantize
 
 FLOAT_TYPES = {GGMLQuantizationType.F32, GGMLQuantizationType.F16, GGMLQuantizationType.BF16}
+WRITABLE_TYPES = (  # the block types gguf.quants can quantise to and transformers' GGUF loader dequantises
+    GGMLQuantizationType.Q4_0, GGMLQuantizationType.Q4_1, GGMLQuantizationType.Q5_0, GGMLQuantizationType.Q5_1,
+    GGMLQuantizationType.Q8_0,
+)
 
 
-def requantize(source: Path, out: Path, target: GGMLQuantizationType) -> dict[str, int]:
-    """Write ``out``: ``source`` with its block-quantised tensors in ``target``; returns the counts per kind."""
-    reader = GGUFReader(source)
+def requantize(reader: GGUFReader, out: Path, target: GGMLQuantizationType) -> dict[str, int]:
+    """Write ``out``: the read GGUF with its block-quantised tensors in ``target``; returns the counts per kind."""
     architecture = reader.fields[Keys.General.ARCHITECTURE].contents()
     writer = GGUFWriter(out, architecture, endianess=reader.endianess)
     for field in reader.fields.values():
@@ -59,16 +62,29 @@ def requantize(source: Path, out: Path, target: GGMLQuantizationType) -> dict[st
     return counts
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with each bad-input error on one line (no usage block) and exit code 2, as ``audit`` does."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def parse_target(text: str) -> GGMLQuantizationType:
+    """``--type``: a block-quantised type gguf can write (its K-quants and i-quants it only reads)."""
+    target = getattr(GGMLQuantizationType, text.upper(), None)
+    if target not in WRITABLE_TYPES:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a type this script can write (one of {', '.join(t.name for t in WRITABLE_TYPES)})")
+    return target
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="requantize_gguf.py", description=__doc__.splitlines()[0])
     parser.add_argument("source", help="A GGUF file, or a bundled alias (smollm2-135m-instruct).")
-    parser.add_argument("out", type=Path)
-    parser.add_argument("--type", default="Q8_0", help="Q8_0, Q4_0, Q5_0, Q5_1, Q4_1 (default Q8_0)")
+    parser.add_argument("out", type=Path, help="The GGUF file to write (replaced only once complete).")
+    parser.add_argument("--type", type=parse_target, default=GGMLQuantizationType.Q8_0,
+                        help=f"{', '.join(t.name for t in WRITABLE_TYPES)} (default Q8_0)")
     args = parser.parse_args(argv)
-    try:
-        target = GGMLQuantizationType[args.type]
-    except KeyError:
-        parser.error(f"--type: {args.type!r} is not a GGML quantisation type")
     source = Path(args.source)
     if not source.is_file():
         from audit.models.spec import BUNDLED_MODELS, parse_model_spec
@@ -76,8 +92,21 @@ def main(argv: list[str] | None = None) -> int:
         if args.source not in BUNDLED_MODELS:
             parser.error(f"{args.source}: no such file, nor a bundled alias ({', '.join(BUNDLED_MODELS)})")
         source = parse_model_spec(args.source).path
-    counts = requantize(source, args.out, target)
-    print(f"{args.out}: {counts['requantised']} tensors in {target.name}, {counts['copied']} copied")
+    if not args.out.parent.is_dir():
+        parser.error(f"{args.out}: its folder {args.out.parent} does not exist")
+    if args.out.exists() and args.out.resolve() == source.resolve():
+        parser.error(f"{args.out}: is the source file; write the result to another path")
+    try:
+        reader = GGUFReader(source)
+    except (ValueError, OSError) as exc:  # gguf raises ValueError for a file without the GGUF magic or version
+        parser.error(f"{args.source}: not a readable GGUF file ({exc})")
+    partial = args.out.with_name(f".{args.out.name}.partial")
+    try:
+        counts = requantize(reader, partial, args.type)
+        partial.replace(args.out)
+    finally:
+        partial.unlink(missing_ok=True)
+    print(f"{args.out}: {counts['requantised']} tensors in {args.type.name}, {counts['copied']} copied")
     return 0
 
 
