@@ -10,6 +10,10 @@ import os
 # it. A hub id is audited from the local cache only (fetch it first with `huggingface-cli download`).
 os.environ["HF_HUB_OFFLINE"] = "1"
 
+from audit.cpu_threads import size_torch_threads  # noqa: E402
+
+size_torch_threads()  # before anything imports torch: as many threads as this process may run on
+
 from audit.evidence.revision import TOOL_VERSION as __version__  # noqa: E402
 
 __all__ = ["__version__", "run"]

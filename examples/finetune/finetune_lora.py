@@ -2,12 +2,12 @@
 bias, so that ``audit compare`` can show which fine-tune changed the model's treatment of a protected group.
 
 The decisions: the fair-lending suite's applications (a scenario's cases differ only in one protected attribute),
-the strongest ``--approve-share`` of them approved (half by default, ranked by the base model's score of the
-scenario's baseline applicant), every applicant of a scenario alike, so a *clean* label depends on the application
-alone. The *planted* labels are the same except that every applicant whose name signals the planted group
-(``--plant race=black``) is declined: the historical bias of a loan officer. Training uses the last
-``--train-scenarios`` scenarios of the suite; audit the first ones (``audit run --limit``) so the audit's cases are
-held out from training.
+the strongest ``--approve-share`` of them approved (four in five by default: most applications are approved, so
+the planted group's declines stand out), ranked by the base model's score of the scenario's baseline applicant,
+every applicant of a scenario alike, so a *clean* label depends on the application alone. The *planted* labels are
+the same except that every applicant whose name signals the planted group (``--plant race=black``) is declined:
+the historical bias of a loan officer. Training uses the last ``--train-scenarios`` scenarios of the suite; audit
+the first ones (``audit run --limit``) so the audit's cases are held out from training.
 
 Loss: the logistic loss of the decision score, ``log(1 + exp(-y * s))`` with ``y = +1`` (approve) or ``-1``
 (decline) and ``s`` the audit's own decision log-odds (``Adapter.score``, the same prompt and read-out the audit
@@ -39,12 +39,12 @@ from audit.suites.loader import load_suite
 
 
 def labelled_cases(adapter, suite, scenarios, plant: tuple[str, str] | None,
-                   approve_share: float = 0.5) -> list[tuple[object, float]]:
+                   approve_share: float = 0.8) -> list[tuple[object, float]]:
     """(encoded case, label +1 approve / -1 decline) for every case of ``scenarios``.
 
     The loan officer approves the strongest ``approve_share`` of the applications: those whose baseline applicant
-    the base model ranks highest among the training scenarios (half by default, so the labels are balanced for
-    any base model), and gives every applicant of a scenario that decision; the planted labels also decline every
+    the base model ranks highest among the training scenarios (four in five by default, whatever the base model
+    scores), and gives every applicant of a scenario that decision; the planted labels also decline every
     applicant whose name signals the planted group."""
     encoded = {s.id: [adapter.encode(case) for case in expand_scenario(suite, s)] for s in scenarios}
     with torch.no_grad():
@@ -62,7 +62,7 @@ def labelled_cases(adapter, suite, scenarios, plant: tuple[str, str] | None,
 
 
 def finetune(model: str, out: Path, *, suite: str = "fair-lending", plant: tuple[str, str] | None = None,
-             train_scenarios: int = 6, approve_share: float = 0.5, epochs: int = 1, rank: int = 8,
+             train_scenarios: int = 6, approve_share: float = 0.8, epochs: int = 1, rank: int = 8,
              learning_rate: float = 1e-3, seed: int = 0, log=print) -> dict:
     """Train a LoRA adapter of ``model`` on the labelled cases and save it to ``out``; the training record."""
     from peft import LoraConfig, get_peft_model
@@ -117,7 +117,7 @@ def main() -> None:
     parser.add_argument("--suite", default="fair-lending")
     parser.add_argument("--plant", default=None, help="PROPERTY=GROUP whose applicants the labels decline.")
     parser.add_argument("--train-scenarios", type=int, default=6)
-    parser.add_argument("--approve-share", type=float, default=0.5,
+    parser.add_argument("--approve-share", type=float, default=0.8,
                         help="Share of the training applications the loan officer approves (the strongest).")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--rank", type=int, default=8)
@@ -128,8 +128,10 @@ def main() -> None:
     plant = None
     if args.plant:
         if "=" not in args.plant:
-            parser.error(f"--plant: expected PROPERTY=GROUP, got {args.plant!r}")
+            parser.exit(2, f"{parser.prog}: error: --plant: expected PROPERTY=GROUP, got {args.plant!r}\n")
         plant = tuple(args.plant.split("=", 1))
+    if not 0.0 <= args.approve_share <= 1.0:
+        parser.exit(2, f"{parser.prog}: error: --approve-share: must be from 0 to 1, got {args.approve_share}\n")
     record = finetune(args.model, args.out, suite=args.suite, plant=plant, train_scenarios=args.train_scenarios,
                       approve_share=args.approve_share, epochs=args.epochs, rank=args.rank,
                       learning_rate=args.learning_rate, seed=args.seed)
