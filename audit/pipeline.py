@@ -50,6 +50,7 @@ from audit.suites.rows import apply_rows
 from audit.suites.schema import Suite
 from audit.wording import plural
 from explainers.base import seed_everything
+from explainers.generation import Meter
 from explainers.hidden import HiddenStateRecorder, answer_and_slot_positions
 
 
@@ -131,11 +132,20 @@ class Audit:
     timings: dict[str, float] = field(default_factory=dict)
     evidence: dict[str, Any] = field(default_factory=dict)
 
+    work: dict[str, dict[str, int]] = field(default_factory=dict)
+
     @contextlib.contextmanager
     def timed(self, name: str) -> Iterator[None]:
+        """The stage's wall time and, once the model is loaded, the token positions its forward passes computed
+        (``explainers.generation.Meter``), with and without gradients: what ``benchmarks/run.py`` converts to
+        seconds at the machine's forward rate to state each stage's efficiency."""
         start = time.monotonic()
-        yield
+        adapter = getattr(self, "adapter", None)
+        with Meter(adapter.model) if adapter is not None else contextlib.nullcontext() as meter:
+            yield
         self.timings[name] = time.monotonic() - start
+        if meter is not None:
+            self.work[name] = {"tokens": meter.tokens, "gradient_tokens": meter.gradient_tokens}
 
     def load_model(self) -> None:
         spec, options = self.plan.spec, self.options
@@ -259,6 +269,7 @@ class Audit:
             "started_at": started_at,
             "finished_at": utc_now(),
             "durations_s": {k: round(v, 3) for k, v in self.timings.items()},
+            "work": self.work,
             "limit": options.limit,
             "jurisdiction": options.jurisdiction or self.plan.policy.jurisdiction,
             "result_cache": self.plan.cache.summary(),

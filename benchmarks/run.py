@@ -70,6 +70,10 @@ TARGETS = {
 }
 RSS_TARGET_OVER_WEIGHTS = 3.0
 WARM_LOAD_TARGET_S = 2.0
+# Targets from issue 19: the default audit's wall time over a naive forward of every case's prompt, and each
+# stage's model work at the naive forward rate over its wall time (scoring, attribution and trust).
+DEMO_OVER_NAIVE_TARGET = 1.3
+EFFICIENCY_TARGET = 0.5
 
 
 # -- inside a measurement subprocess ------------------------------------------------------------------------------
@@ -302,7 +306,8 @@ def audit_run(prompt: str, limit: int | None) -> dict:
         first = _audit_process(command)
         bundle = json.loads((Path(folder) / "out" / "bundle.json").read_text())
         again = _audit_process(command)
-    return {**first, "cases": len(bundle["cases"]), "stages_s": bundle["run"]["durations_s"], "limit": limit,
+    return {**first, "cases": len(bundle["cases"]), "prompt_tokens": sum(c["n_tokens"] for c in bundle["cases"]),
+            "stages_s": bundle["run"]["durations_s"], "work": bundle["run"].get("work", {}), "limit": limit,
             "rerun_from_cache": again}
 
 
@@ -325,6 +330,29 @@ def _write_long_suite(path: Path) -> None:
     raw = dict(load_suite(SUITE).raw)
     raw["system_prompt"] = SYSTEM_PROMPT_FILE.read_text().strip()
     path.write_text(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True))
+
+
+def forward_rate(naive_battery: dict) -> float:
+    """Token positions per second of a naive fp32 batched forward pass on this machine, in this run."""
+    return naive_battery["tokens"] / naive_battery["seconds"]
+
+
+def efficiency(audit: dict, rate: float) -> dict:
+    """Per stage, the model work it did (the bundle's ``run.work``) in seconds at ``rate``, over its wall time.
+
+    A position computed without gradients costs 1/rate, one with gradients 3/rate: its backward pass costs about
+    twice its forward (2N FLOPs per token forward, 4N backward; Kaplan et al. 2020, "Scaling laws for neural
+    language models", section 2.1). Attention over positions read from a key-value cache is not counted, so a
+    stage that reuses a long prefix is credited with less work than it did. Above 1 would mean the stage ran
+    faster than the naive forward rate allows (batching better than the naive batches)."""
+    found = {}
+    for stage, work in audit["work"].items():
+        seconds = audit["stages_s"].get(stage)
+        if not seconds:
+            continue
+        work_s = (work["tokens"] - work["gradient_tokens"] + 3 * work["gradient_tokens"]) / rate
+        found[stage] = {"work_s": work_s, "wall_s": seconds, "efficiency": work_s / seconds, **work}
+    return found
 
 
 def _ratio(naive: dict, ours: dict) -> float:
@@ -397,7 +425,11 @@ def main() -> None:
     if not args.skip_audit:
         for prompt in ("short", "long"):
             print(f"  audit run ({prompt} prompt) ...", flush=True)
-            out[f"audit/{prompt}"] = audit_run(prompt, 2 if args.quick and prompt == "long" else None)
+            found = out[f"audit/{prompt}"] = audit_run(prompt, 2 if args.quick and prompt == "long" else None)
+            rate = forward_rate(out[f"battery-naive/{prompt}"])
+            found["efficiency"] = efficiency(found, rate)
+            if prompt == "short":  # the naive forward of every case's full prompt, at the rate measured above
+                results["demo_over_naive_scoring"] = found["wall_s"] / (found["prompt_tokens"] / rate)
             _write_atomically(args.out, results)
     results["complete"] = True
     _report(results)
@@ -446,6 +478,12 @@ def _report(results: dict) -> None:
                   f"{audit['peak_rss_bytes'] / 1e9:.2f} GB = {audit['peak_rss_bytes'] / weights:.1f}x fp32 weights "
                   f"[<= {RSS_TARGET_OVER_WEIGHTS}x]; re-run from the results cache "
                   f"{audit['rerun_from_cache']['wall_s']:.0f} s")
+            for stage, found in audit.get("efficiency", {}).items():
+                print(f"      {stage:16s} {found['wall_s']:7.1f} s wall, {found['work_s']:7.1f} s of forward/backward "
+                      f"work at the naive rate: {100 * found['efficiency']:5.1f} % [>= {EFFICIENCY_TARGET:.0%}]")
+    if "demo_over_naive_scoring" in results:
+        print(f"  default audit / naive forward of every prompt  {results['demo_over_naive_scoring']:.2f}  "
+              f"[<= {DEMO_OVER_NAIVE_TARGET}]")
 
 
 if __name__ == "__main__":

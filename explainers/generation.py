@@ -99,6 +99,7 @@ class Meter:
         self.backward_rows = 0
         self.out_of_memory_retries = 0
         self.rows_with_gradients: list[int] = []  # rows of each forward pass with gradients, in order
+        self.gradient_tokens = 0  # token positions computed by the forward passes with gradients
         self._handle = None
 
     def __enter__(self) -> "Meter":
@@ -122,6 +123,7 @@ class Meter:
         entry["gradients"] = entry["gradients"] or gradients
         if gradients:
             self.rows_with_gradients.append(rows)
+            self.gradient_tokens += rows * length
 
     def backward(self, rows: int) -> None:
         self.backward_passes += 1
@@ -133,6 +135,10 @@ class Meter:
     @property
     def forward_rows(self) -> int:
         return sum(entry["rows"] for entry in self.forward.values())
+
+    @property
+    def tokens(self) -> int:
+        return sum(entry["tokens"] for entry in self.forward.values())
 
     def record(self) -> dict[str, Any]:
         """The counts as explanation.json holds them (``attribution.cost``)."""

@@ -77,6 +77,10 @@ def test_first_run_stores_every_stage(first):
     assert set(stages(bundle)) == {"scoring", "prompt_formats", "patching", "attribution", "trust", "reasons"}
     assert all(counts["hits"] == 0 and counts["misses"] > 0 for counts in stages(bundle).values())
     assert stages(bundle)["scoring"]["misses"] == len(bundle.cases)
+    work = bundle.run["work"]  # what each stage computed: all of it, the cache being empty
+    assert "load_model" not in work and {"score_cases", "internals", "attribution", "reasons"} <= set(work)
+    assert work["score_cases"]["tokens"] > 0 and work["score_cases"]["gradient_tokens"] == 0
+    assert 0 < work["attribution"]["gradient_tokens"] < work["attribution"]["tokens"]
     assert {p.parent.parent.name for p in entries(cache)} == {bundle.model["id"][:16]}
     assert not list(cache.rglob("*.tmp"))
 
@@ -99,6 +103,8 @@ def test_second_run_hits_everything_and_runs_no_forward_pass(first, tiny_llama_d
     for part in ("cases", "fairness", "controls", "verdict"):
         assert getattr(again, part) == getattr(bundle, part), part
     assert comparable(again) == comparable(bundle)
+    assert set(again.run["work"]) == set(bundle.run["work"])
+    assert all(work == {"tokens": 0, "gradient_tokens": 0} for work in again.run["work"].values())
 
 
 def test_other_ig_steps_miss_the_ig_entries_but_hit_scoring(first, tiny_llama_dir, small_suite, tmp_path):

@@ -2,7 +2,8 @@
 with the bundle an uninterrupted run writes; two runs with the same seed write the same bundle.
 
 "The same" is: equal apart from timestamps, durations (every key that holds seconds), the process's peak
-memory, the results cache's hit counts and the command line, which names the cache folder.
+memory, the results cache's hit counts, the model work each stage did (none for what the cache already held) and
+the command line, which names the cache folder.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 
 TIMED = re.compile(r"seconds|^durations_s$|_at$|^peak_memory_bytes$")
-RUN_SPECIFIC = {"result_cache", "command_line"}
+RUN_SPECIFIC = {"result_cache", "command_line", "work"}  # work: what the cache did not already hold
 KILL_TIMEOUT_S = 300
 
 
