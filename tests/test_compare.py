@@ -201,7 +201,7 @@ def test_an_edited_bundle_is_refused_before_anything_is_compared(six_scenarios, 
 @pytest.mark.parametrize("change, expected", [
     ({"id": "b", "base_id": "a"}, "fine-tune"),
     ({"id": "c", "base_id": "z", "config_sha256": "c3"}, "other model"),
-    ({"id": "d", "dtype": "bfloat16"}, "precision"),
+    ({"dtype": "bfloat16"}, "precision"),  # the same files (the same id) loaded in another dtype
     ({"id": "e", "weights": {"model.safetensors": "f"}}, "quantization or fine-tune"),
     ({"id": "f", "weights": {"model.safetensors": "f"}, "config_sha256": "c2"}, "other model"),
     ({}, "same model"),

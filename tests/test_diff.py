@@ -53,6 +53,14 @@ def test_an_audit_against_itself_changes_nothing(unrendered, tmp_path):
     assert len(pages) > 1 and all("Audit comparison · " in page and "Compared " in page for page in pages[1:])
 
 
+def test_the_same_files_loaded_in_another_dtype_are_a_changed_model(unrendered):
+    base = read_bundle(unrendered)
+    in_bfloat16 = read_bundle(unrendered)
+    in_bfloat16.model["dtype"] = "bfloat16"  # the fingerprint id hashes the files, so it stays the same
+    found = diff_bundles(base, in_bfloat16)["fingerprints"]
+    assert found["model_changed"] and found["model_parts_changed"] == ["dtype"]
+
+
 def test_a_new_model_version_shows_its_changed_weights_and_attribution_drift(unrendered, retrained):
     found = diff_bundles(read_bundle(unrendered), read_bundle(retrained))
     assert found["fingerprints"]["model_changed"] and found["fingerprints"]["model_parts_changed"] == ["weights"]

@@ -170,7 +170,7 @@ def _model(bundle: EvidenceBundle, label: str, ref: EvidenceBundle, is_reference
 
 
 RELATIONS = {
-    "same model": "the reference model itself (the same fingerprint): a rerun",
+    "same model": "the reference model itself (the same fingerprint and dtype): a rerun",
     "fine-tune": "an adapter on the reference's base model (or on the reference itself)",
     "precision": "the reference's weights in another dtype",
     "quantization or fine-tune": "the reference's config and tokenizer with other weights (a quantization, a "
@@ -181,14 +181,12 @@ RELATIONS = {
 
 def relation(reference: dict, candidate: dict) -> str:
     """How the candidate's fingerprint relates to the reference's (a key of ``RELATIONS``)."""
-    if candidate["id"] == reference["id"]:
-        return "same model"
+    if candidate["id"] == reference["id"]:  # the id hashes the files, not the dtype they were loaded in
+        return "same model" if candidate.get("dtype") == reference.get("dtype") else "precision"
     ref_base = reference.get("base_id") or reference["id"]
     if (candidate.get("base_id") and candidate["base_id"] == ref_base) or reference.get("base_id") == candidate["id"]:
         return "fine-tune"
     same = lambda *parts: all(reference.get(p) == candidate.get(p) for p in parts)  # noqa: E731
-    if same("weights", "source_gguf", "tokenizer", "config_sha256") and reference.get("dtype") != candidate.get("dtype"):
-        return "precision"
     if same("tokenizer", "config_sha256", "chat_template_sha256"):
         return "quantization or fine-tune"
     return "other model"

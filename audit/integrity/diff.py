@@ -16,7 +16,7 @@ Read from the two bundles alone, like every artifact:
   when rho < 0.5.
 - **adverse-action reasons**: per case declined in both, the principal reasons the candidate gives that the
   base did not; how often each factor is a principal reason in each audit.
-- **fingerprints**: which of the model's hashed parts (weights, tokenizer, chat template, config), the suite
+- **fingerprints**: which of the model's hashed parts (weights, tokenizer, chat template, config) or its dtype, the suite
   and the policy changed.
 """
 
@@ -34,7 +34,7 @@ from audit.controls.policy import STATUS_ORDER, current_verdict, verdict_sentenc
 DIFF_SCHEMA_VERSION = "1.1"  # 1.1: each side's verdict by the current rule, with its reason and stated verdict
 Z95 = 1.959963984540054
 DRIFT_RHO = 0.5  # a case whose attribution ranks correlate less than this across the two audits drifted
-MODEL_PARTS = ("weights", "tokenizer", "chat_template_sha256", "config_sha256", "source_gguf")
+MODEL_PARTS = ("weights", "tokenizer", "chat_template_sha256", "config_sha256", "source_gguf", "dtype")
 
 
 def diff_bundles(base: EvidenceBundle, candidate: EvidenceBundle) -> dict[str, Any]:
@@ -69,7 +69,7 @@ def _identity(bundle: EvidenceBundle) -> dict[str, Any]:
 def _fingerprints(base: EvidenceBundle, candidate: EvidenceBundle) -> dict[str, Any]:
     changed = [part for part in MODEL_PARTS if base.model.get(part) != candidate.model.get(part)]
     return {
-        "model_changed": base.model["id"] != candidate.model["id"],
+        "model_changed": base.model["id"] != candidate.model["id"] or bool(changed),  # the id omits the dtype
         "model_parts_changed": changed,
         "suite_changed": base.suite["sha256"] != candidate.suite["sha256"],
         "policy_changed": base.policy.get("sha256") != candidate.policy.get("sha256"),
