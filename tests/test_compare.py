@@ -168,6 +168,26 @@ def test_a_candidate_failing_a_blocking_control_the_reference_passes_exits_1(six
     assert result.exit_code == 0, result.output
 
 
+def test_a_candidate_failing_what_the_reference_could_not_decide_regressed_and_a_shared_failure_did_not(
+        six_scenarios, tmp_path):
+    control = next(c for c in read_bundle(six_scenarios).controls if c["blocking"] and c["status"] == "pass")
+
+    def status(value):
+        def edit(data):
+            next(c for c in data["controls"] if c["id"] == control["id"])["status"] = value
+            data["verdict"]["status"] = value
+        return edit
+
+    undecided = edited(six_scenarios, tmp_path / "undecided", status("inconclusive"))
+    failing = edited(six_scenarios, tmp_path / "failing", status("fail"))
+    also_failing = edited(six_scenarios, tmp_path / "also-failing", status("fail"))
+    result = cli("compare", undecided, failing, "--out", tmp_path / "cmp")
+    assert result.exit_code == 1, result.output
+    found = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert found["candidates"][0]["regressed_controls"] == [control["id"]]
+    assert cli("compare", failing, also_failing, "--out", tmp_path / "both").exit_code == 0
+
+
 def test_audits_of_another_suite_are_refused_with_the_difference_named(six_scenarios, another_audited, tmp_path):
     result = cli("compare", six_scenarios, another_audited, "--out", tmp_path / "cmp")
     assert result.exit_code == 2

@@ -16,7 +16,7 @@ import click
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the paired bootstraps.")
 def compare(folders, out, reference, seed):
     """Compare two or more audit FOLDERS of one suite version and policy; exit 1 when a candidate fails a
-    blocking control that the reference passes."""
+    blocking control that the reference does not fail (passes, or could not decide)."""
     from audit.integrity.compare import write_compare
 
     found, paths = write_compare(list(folders), out, reference=reference, seed=seed)

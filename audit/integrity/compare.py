@@ -34,8 +34,9 @@ audit is a candidate compared with it:
   weights in another dtype, or the same config and tokenizer with other weights: a quantization or full
   fine-tune) is a *change review*: the packet lists what moved.
 
-The verdict: a candidate *regressed* when a blocking control that the reference passes does not pass for it
-(fail; or, under a policy that fails on inconclusive, an undecided status); ``audit compare`` then exits 1.
+The verdict: a candidate *regressed* when it fails a blocking control (or, under a policy that fails on
+inconclusive, leaves one undecided) that the reference does not fail: the reference passed it or could not decide
+it; ``audit compare`` then exits 1.
 """
 
 from __future__ import annotations
@@ -384,11 +385,14 @@ def _control_changes(ref: EvidenceBundle, bundle: EvidenceBundle) -> list[dict[s
 
 
 def _regressions(ref: EvidenceBundle, bundle: EvidenceBundle) -> list[str]:
-    """Blocking controls the reference passes and the candidate does not (its failures, and its undecided
-    controls where the policy fails on them)."""
+    """Blocking controls the candidate fails (its failures, and its undecided controls where the policy fails on
+    them) and the reference does not: it passed them, or could not decide them. An incumbent that could not be
+    decided is no excuse for a candidate that demonstrably fails."""
     failing = set(current_verdict(bundle)["failed_controls"])
-    passing = {c["id"] for c in ref.controls if c["status"] == "pass"}
-    return [c["id"] for c in bundle.controls if c["blocking"] and c["id"] in passing and c["id"] in failing]
+    failed_before = set(current_verdict(ref)["failed_controls"])
+    known = {c["id"] for c in ref.controls}
+    return [c["id"] for c in bundle.controls
+            if c["blocking"] and c["id"] in failing and c["id"] in known and c["id"] not in failed_before]
 
 
 def write_compare(folders: list[Path], out: Path, *, reference: str | None = None, seed: int = 0,

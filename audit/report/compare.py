@@ -2,7 +2,7 @@
 (autoescaped jinja2, WeasyPrint with the templates-only URL fetcher, creation date fixed from the latest audit).
 
 junit.xml holds one ``<testsuite>`` per candidate and one ``<testcase>`` per blocking control of the policy: a
-``<failure>`` where the candidate does not pass a control the reference passes (the regression ``audit compare``
+``<failure>`` where the candidate fails a control the reference does not fail (the regression ``audit compare``
 exits 1 on), else a pass with both statuses in ``<system-out>``; the CI job is green only without regressions.
 """
 
