@@ -340,17 +340,18 @@ def forward_rate(naive_battery: dict) -> float:
 def efficiency(audit: dict, rate: float) -> dict:
     """Per stage, the model work it did (the bundle's ``run.work``) in seconds at ``rate``, over its wall time.
 
-    A position computed without gradients costs 1/rate, one with gradients 3/rate: its backward pass costs about
-    twice its forward (2N FLOPs per token forward, 4N backward; Kaplan et al. 2020, "Scaling laws for neural
-    language models", section 2.1). Attention over positions read from a key-value cache is not counted, so a
-    stage that reuses a long prefix is credited with less work than it did. Above 1 would mean the stage ran
-    faster than the naive forward rate allows (batching better than the naive batches)."""
+    A position computed without gradients costs 1/rate, one with gradients 2/rate: the weights are frozen, so the
+    backward pass computes the gradients of the activations only (dX = dY W^T, one matmul per forward matmul) and
+    skips those of the weights (dW = X^T dY), the other half of the 4N backward FLOPs per token that training
+    costs (Kaplan et al. 2020, "Scaling laws for neural language models", section 2.1). Attention over positions
+    read from a key-value cache is not counted, so a stage that reuses a long prefix is credited with less work
+    than it did, and one whose batches are larger than the naive ones can exceed 1."""
     found = {}
     for stage, work in audit["work"].items():
         seconds = audit["stages_s"].get(stage)
         if not seconds:
             continue
-        work_s = (work["tokens"] - work["gradient_tokens"] + 3 * work["gradient_tokens"]) / rate
+        work_s = (work["tokens"] + work["gradient_tokens"]) / rate  # gradient positions count twice
         found[stage] = {"work_s": work_s, "wall_s": seconds, "efficiency": work_s / seconds, **work}
     return found
 
