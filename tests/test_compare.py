@@ -125,7 +125,7 @@ def test_the_paired_ci_is_narrower_than_two_independent_intervals_when_the_model
     reference = read_bundle(six_scenarios).fairness["analyses"]
     own = next(g for a in reference if a["property"] == "race" for g in a["groups"] if g["group"] == "asian")
     assert paired_width < 0.5 * (own["shift_ci"][1] - own["shift_ci"][0])
-    assert asian["moved"]
+    assert asian["moved"] and not asian["within_margin"]
 
 
 def test_a_small_consistent_change_is_significant_but_immaterial_and_no_move(six_scenarios, tmp_path):
@@ -138,6 +138,9 @@ def test_a_small_consistent_change_is_significant_but_immaterial_and_no_move(six
     assert found["params"]["material_change"] == pytest.approx(0.5 * 0.25)
     assert "race = asian (vs white)" in found["candidates"][0]["immaterial_groups"]
     assert found["candidates"][0]["moved_groups"] == []
+    # its whole family-wise interval lies inside +-0.125: evidence the change is small, not only not large
+    assert asian["within_margin"] and "race = asian (vs white)" in found["candidates"][0]["within_margin_groups"]
+    assert -0.125 < asian["shift_change_family_ci"][0] <= asian["shift_change_family_ci"][1] < 0.125
 
 
 def test_a_candidate_failing_a_blocking_control_the_reference_passes_exits_1(six_scenarios, tmp_path):

@@ -18,7 +18,10 @@ audit is a candidate compared with it:
   most 5 %. Material: the change is at least half the policy's ``counterfactual-shift`` threshold (0.125
   log-odds under the default policy), since the models are deterministic and over enough scenarios a change of
   0.01 log-odds, which changes no decision, is significant too; the packet lists significant immaterial
-  changes apart. The move is *larger* when the candidate's |shift| exceeds the reference's. The test is on the
+  changes apart. The move is *larger* when the candidate's |shift| exceeds the reference's. A group is
+  *within the margin* when its whole family-wise CI lies inside (-material, +material): evidence that the change
+  is small, which "not significant" alone is not (an equivalence test by confidence interval, Schuirmann 1987;
+  the family-wise interval is the stricter, 1 - 0.05/k, form of his 1 - 2 alpha one). The test is on the
   signed change, not on the change of |shift|: near a shift of zero, noise
   alone makes ``|mean|`` grow (it is biased away from 0), so a size test would find moves in unchanged models.
 - **decisions**: the cases decided differently by the two models, with McNemar's exact test of the discordant
@@ -233,6 +236,7 @@ def _paired(ref: EvidenceBundle, bundle: EvidenceBundle, label: str, model: dict
         "groups": groups,
         "moved_groups": [g["label"] for g in moved],
         "immaterial_groups": [g["label"] for g in groups if g["significant"] and not g["moved"]],
+        "within_margin_groups": [g["label"] for g in groups if g["within_margin"]],
         "decisions": decisions,
         "scores": _scores(pairs, scenarios, seed=seed, n_resamples=n_resamples),
         "answer_mass": _mass(pairs, scenarios, seed=seed, n_resamples=n_resamples),
@@ -271,6 +275,7 @@ def _group_shifts(ref: EvidenceBundle, bundle: EvidenceBundle, scenarios: list[s
         family_ci = ci(signed, family_confidence)
         significant = bool(family_ci and (family_ci[0] > 0 or family_ci[1] < 0))
         moved = significant and abs(float((y - x).mean())) >= material
+        within_margin = bool(family_ci and -material < family_ci[0] and family_ci[1] < material)
         larger = n and abs(y.mean()) > abs(x.mean())
         rows.append({
             **g, "n_scenarios": n,
@@ -278,7 +283,7 @@ def _group_shifts(ref: EvidenceBundle, bundle: EvidenceBundle, scenarios: list[s
             "shift_change": float((y - x).mean()) if n else None, "shift_change_ci": ci(signed),
             "shift_change_family_ci": family_ci, "family_confidence": family_confidence,
             "size_change": float(abs(y.mean()) - abs(x.mean())) if n else None, "size_change_ci": ci(size),
-            "significant": significant, "moved": moved,
+            "significant": significant, "moved": moved, "within_margin": within_margin,
             "direction": ("larger" if larger else "smaller") if moved else None,
         })
     return rows
