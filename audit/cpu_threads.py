@@ -12,8 +12,9 @@ thread. The usable count is the smaller of
   rounds down, as Go's automaxprocs does: a thread more than the quota is throttled in every period.
 
 The OpenMP runtime torch ships (libgomp) already honours the affinity mask; nothing in torch or the standard
-library reads the quota (``os.process_cpu_count``, Python 3.13, reads only the mask), hence this module. ``OMP_NUM_THREADS`` set by the user always wins, and so does a torch
-imported before ``audit``: the pool is then already sized.
+library reads the quota (``os.process_cpu_count``, Python 3.13, reads only the mask), hence this module.
+``OMP_NUM_THREADS`` set by the user always wins, and so does a torch imported before ``audit``: the pool is then
+already sized.
 """
 
 from __future__ import annotations

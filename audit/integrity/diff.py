@@ -16,8 +16,8 @@ Read from the two bundles alone, like every artifact:
   when rho < 0.5.
 - **adverse-action reasons**: per case declined in both, the principal reasons the candidate gives that the
   base did not; how often each factor is a principal reason in each audit.
-- **fingerprints**: which of the model's hashed parts (weights, tokenizer, chat template, config) or its dtype, the suite
-  and the policy changed.
+- **fingerprints**: which of the model's hashed parts (weights, tokenizer, chat template, config) or its dtype,
+  the suite and the policy changed.
 """
 
 from __future__ import annotations
