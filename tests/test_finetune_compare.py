@@ -85,3 +85,23 @@ def test_compare_reports_the_planted_fine_tune_and_not_the_clean_one(compared):
     # the planted fine-tune fails the counterfactual-shift control that the base and the clean fine-tune pass
     shift = next(c for c in found["controls"] if c["id"] == "counterfactual-shift")
     assert shift["models"]["planted"]["status"] == "fail", shift["models"]
+
+
+@pytest.mark.parametrize("arguments, named", [
+    (["--model", "no-such-model", "--out", "{tmp}/ft"], "--model: 'no-such-model' is not a bundled alias"),
+    (["--suite", "no-such-suite", "--out", "{tmp}/ft"], "--suite: 'no-such-suite' is neither a bundled suite"),
+    (["--plant", "race", "--out", "{tmp}/ft"], "--plant: expected PROPERTY=GROUP"),
+    (["--approve-share", "1.5", "--out", "{tmp}/ft"], "--approve-share: must be from 0 to 1"),
+    ([], "the following arguments are required: --out"),
+])
+def test_bad_input_to_the_fine_tune_is_one_line_with_exit_2_and_no_adapter_written(tmp_path, arguments, named):
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(EXAMPLE), *(a.format(tmp=tmp_path) for a in arguments)],
+                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr  # one line: no usage block, no traceback
+    assert done.stderr.startswith("finetune_lora.py: error: ") and named in done.stderr
+    assert not (tmp_path / "ft").exists()

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from audit.errors import AuditError
 from audit.models.adapters import make_adapter
 from audit.models.loading import load_model
 from audit.models.spec import parse_model_spec
@@ -68,8 +69,8 @@ def finetune(model: str, out: Path, *, suite: str = "fair-lending", plant: tuple
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(seed)
+    the_suite = load_suite(suite)  # before the model: a bad --suite costs no model load
     loaded = load_model(parse_model_spec(model))
-    the_suite = load_suite(suite)
     adapter = make_adapter(loaded, the_suite)
     data = labelled_cases(adapter, the_suite, the_suite.scenarios[-train_scenarios:], plant, approve_share)
     peft_model = get_peft_model(loaded.model, LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0,
@@ -113,6 +114,7 @@ def _point_at_base(out: Path, model: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.error = lambda message: parser.exit(2, f"{parser.prog}: error: {message}\n")  # one line, no usage block
     parser.add_argument("--model", default=DEFAULT_MODEL, help="The base model (any audit --model form).")
     parser.add_argument("--suite", default="fair-lending")
     parser.add_argument("--plant", default=None, help="PROPERTY=GROUP whose applicants the labels decline.")
@@ -128,13 +130,16 @@ def main() -> None:
     plant = None
     if args.plant:
         if "=" not in args.plant:
-            parser.exit(2, f"{parser.prog}: error: --plant: expected PROPERTY=GROUP, got {args.plant!r}\n")
+            parser.error(f"--plant: expected PROPERTY=GROUP, got {args.plant!r}")
         plant = tuple(args.plant.split("=", 1))
     if not 0.0 <= args.approve_share <= 1.0:
-        parser.exit(2, f"{parser.prog}: error: --approve-share: must be from 0 to 1, got {args.approve_share}\n")
-    record = finetune(args.model, args.out, suite=args.suite, plant=plant, train_scenarios=args.train_scenarios,
-                      approve_share=args.approve_share, epochs=args.epochs, rank=args.rank,
-                      learning_rate=args.learning_rate, seed=args.seed)
+        parser.error(f"--approve-share: must be from 0 to 1, got {args.approve_share}")
+    try:
+        record = finetune(args.model, args.out, suite=args.suite, plant=plant, train_scenarios=args.train_scenarios,
+                          approve_share=args.approve_share, epochs=args.epochs, rank=args.rank,
+                          learning_rate=args.learning_rate, seed=args.seed)
+    except AuditError as exc:  # --model or --suite the audit itself would refuse: its one-line message
+        parser.error(str(exc))
     print(f"{args.out}: {record['cases']} cases, {record['epochs']} epochs, {record['seconds']} s")
 
 
